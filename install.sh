@@ -1,0 +1,60 @@
+#!/bin/sh
+# Install minicontainer on a Debian or Ubuntu machine, as root, from nothing:
+# Debian packages, a virtual environment in ./.venv with the package and its dependencies
+# (its cffi module compiled here, once), the default ./rootfs, `minicontainer` on PATH.
+# Then run a container to show it works (skip that with --no-demo).
+# Every step is skipped when already done, so running it again is quick.
+set -eu
+cd "$(dirname "$0")"
+top=$(pwd)
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install.sh: run as root (sudo ./install.sh)" >&2
+    exit 1
+fi
+
+# Build and run-time needs: Python with venv and headers, a C compiler for the cffi module and
+# python-prctl (libcap headers), iproute2 for the network tests, cpio and zstd for initramfs.
+packages="python3 python3-venv python3-dev gcc libc6-dev libffi-dev libcap-dev iproute2 procps ca-certificates"
+packages="$packages ${MINICONTAINER_EXTRA_PACKAGES:-}"
+missing=""
+for p in $packages; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    echo "install.sh: apt-get install$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+
+# The virtual environment, rebuilt when the package's build inputs change.
+stamp=".venv/.minicontainer-build"
+inputs=$(cat pyproject.toml setup.py minicontainer/kernel/_build.py | sha256sum | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$inputs" ]; then
+    echo "install.sh: creating .venv and installing minicontainer"
+    rm -rf .venv
+    /usr/bin/python3 -m venv .venv
+    .venv/bin/pip install -q --upgrade pip
+    .venv/bin/pip install -q -e '.[test]'
+    echo "$inputs" > "$stamp"
+fi
+
+[ -x rootfs/bin/busybox ] || rootfs/build.sh
+
+# `minicontainer` on root's PATH: a launcher that starts the venv's interpreter with -S
+# (no site module: about 3 ms less per start) and imports the package from this checkout.
+site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+cat > /usr/local/bin/minicontainer <<LAUNCHER
+#!$top/.venv/bin/python -S
+import sys
+sys.path[:0] = ["$top", "$site"]
+from minicontainer.cli import main
+sys.exit(main())
+LAUNCHER
+chmod 755 /usr/local/bin/minicontainer
+
+if [ "${1:-}" != "--no-demo" ]; then
+    echo "install.sh: minicontainer run ./rootfs /bin/echo ..."
+    minicontainer run ./rootfs /bin/sh -c 'echo "hello from a container: pid $$, hostname $(hostname), kernel $(uname -r)"'
+fi

@@ -1,0 +1,20 @@
+"""`minicontainer gc`: remove what containers of dead runtimes left behind (state, overlay
+layers, names). Every `run` does the same for itself first; this is the explicit form."""
+from __future__ import annotations
+
+import sys
+
+from minicontainer.errors import UsageError
+
+
+def main(args: list[str], root: str | None) -> int:
+    if args in (["-h"], ["--help"]):
+        sys.stdout.write("Usage: minicontainer gc\n\nRemove containers whose runtime is gone.\n")
+        return 0
+    if args:
+        raise UsageError(f"gc takes no arguments, got {' '.join(args)}")
+    from minicontainer.runtime.state import StateStore, state_root
+
+    for cid in StateStore(state_root(root)).collect_garbage():
+        sys.stdout.write(f"removed {cid[:12]}\n")
+    return 0

@@ -1,0 +1,227 @@
+"""`minicontainer run [OPTIONS] ROOTFS COMMAND [ARG...]`: docker's flags, turned into a spec.
+
+Parsing stops at the first argument that is not an option (the rootfs): everything after it
+is the container's command, untouched, as with docker.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from minicontainer.errors import UsageError
+from minicontainer.spec import ContainerSpec, Mount, Process, Root, Security
+
+HELP = """\
+Usage: minicontainer run [OPTIONS] ROOTFS COMMAND [ARG...]
+
+Run COMMAND in a new container whose root filesystem is the directory ROOTFS.
+ROOTFS is never written to: the container writes to its own overlay layer.
+
+Options:
+  -e, --env KEY[=VALUE]    set an environment variable (KEY alone: take the host's value)
+  -h, --hostname NAME      container hostname (default: the short container id)
+  -w, --workdir DIR        working directory inside the container (created if missing)
+  -u, --user USER[:GROUP]  name or uid, resolved in the container's /etc/passwd
+  -v, --volume SRC:DST[:ro|rw]
+                           bind-mount host path SRC at DST
+      --tmpfs DST[:OPTS]   mount a tmpfs at DST (OPTS as for mount -o, e.g. size=64m)
+      --name NAME          a name for the container (unique among running containers)
+  -i, --interactive        keep stdin open
+  -t, --tty                allocate a pseudo-terminal
+      --init               run a small init as PID 1 that forwards signals and reaps zombies
+      --read-only          mount the rootfs read-only instead of giving it an overlay
+      --chroot             teaching mode: chroot instead of pivot_root (see docs/run.md)
+      --cap-add CAP        add a capability (or ALL)
+      --cap-drop CAP       drop a capability (or ALL)
+      --privileged         keep every capability
+      --security-opt no-new-privileges[=true|false]
+                           no_new_privs is on unless set to false here
+      --network none|host  none (default): a new network namespace with only lo
+      --rm                 accepted for docker compatibility: a run is always removed at exit
+
+Exit status: the command's own; 128+N if it was killed by signal N; 125 if minicontainer
+itself failed; 126 if the command cannot be executed; 127 if it was not found.
+"""
+
+# flag -> (field, takes a value)
+FLAGS = {
+    "-e": ("env", True), "--env": ("env", True),
+    "-h": ("hostname", True), "--hostname": ("hostname", True),
+    "-w": ("workdir", True), "--workdir": ("workdir", True),
+    "-u": ("user", True), "--user": ("user", True),
+    "-v": ("volume", True), "--volume": ("volume", True),
+    "--tmpfs": ("tmpfs", True),
+    "--name": ("name", True),
+    "--cap-add": ("cap_add", True), "--cap-drop": ("cap_drop", True),
+    "--security-opt": ("security_opt", True),
+    "--network": ("network", True), "--net": ("network", True),
+    "-i": ("interactive", False), "--interactive": ("interactive", False),
+    "-t": ("tty", False), "--tty": ("tty", False),
+    "--init": ("init", False),
+    "--read-only": ("read_only", False),
+    "--chroot": ("chroot", False),
+    "--privileged": ("privileged", False),
+    "--rm": ("rm", False),
+    "--help": ("help", False),
+}
+REPEATABLE = {"env", "volume", "tmpfs", "cap_add", "cap_drop", "security_opt"}
+
+
+def parse(args: list[str]) -> tuple[dict, list[str]]:
+    """Split args into {field: value} options and positionals (ROOTFS COMMAND...)."""
+    opts: dict = {k: [] for k in REPEATABLE}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            i += 1
+            break
+        if not arg.startswith("-") or arg == "-":
+            break
+        name, eq, inline = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+        if name not in FLAGS and not arg.startswith("--") and len(arg) > 2:
+            # -it, -eFOO=bar: short flags bundled or with their value attached
+            if FLAGS.get(arg[:2], (None, False))[1]:
+                name, eq, inline = arg[:2], "=", arg[2:]
+            else:
+                args[i:i + 1] = [f"-{c}" for c in arg[1:]]
+                continue
+        if name not in FLAGS:
+            raise UsageError(f"unknown flag: {name}")
+        field, takes_value = FLAGS[name]
+        if takes_value:
+            if eq:
+                value = inline
+            elif i + 1 < len(args):
+                i += 1
+                value = args[i]
+            else:
+                raise UsageError(f"flag needs an argument: {name}")
+        elif eq:
+            raise UsageError(f"flag {name} takes no value")
+        else:
+            value = True
+        if field in REPEATABLE:
+            opts[field].append(value)
+        else:
+            opts[field] = value
+        i += 1
+    return opts, args[i:]
+
+
+def build_spec(opts: dict, positionals: list[str]) -> ContainerSpec:
+    if len(positionals) < 2:
+        raise UsageError('"run" needs a rootfs and a command: minicontainer run ROOTFS COMMAND [ARG...]')
+    rootfs, command = os.path.abspath(positionals[0]), positionals[1:]
+
+    env = {}
+    for item in opts["env"]:
+        key, eq, value = item.partition("=")
+        if not key:
+            raise UsageError(f"invalid environment variable: {item!r}")
+        if eq:
+            env[key] = value
+        elif key in os.environ:
+            env[key] = os.environ[key]
+
+    mounts = [_parse_volume(v) for v in opts["volume"]] + [_parse_tmpfs(t) for t in opts["tmpfs"]]
+
+    network = opts.get("network", "none")
+    namespaces = ("mnt", "pid", "uts", "ipc", "net", "cgroup")
+    if network == "host":
+        namespaces = tuple(n for n in namespaces if n != "net")
+    elif network != "none":
+        raise UsageError(f"network mode {network!r} is not supported yet (have: none, host)")
+
+    workdir = opts.get("workdir", "/")
+    if not workdir.startswith("/"):
+        raise UsageError(f"the working directory {workdir!r} must be an absolute path")
+
+    return ContainerSpec(
+        root=Root(path=rootfs, readonly=bool(opts.get("read_only")),
+                  pivot_root=not opts.get("chroot")),
+        process=Process(args=command, env=env, cwd=workdir, user=opts.get("user"),
+                        terminal=bool(opts.get("tty")),
+                        interactive=bool(opts.get("interactive")),
+                        init=bool(opts.get("init"))),
+        hostname=opts.get("hostname"),
+        name=_check_name(opts.get("name")),
+        mounts=mounts,
+        namespaces=namespaces,
+        security=_security(opts),
+        network=network,
+    )
+
+
+def _check_name(name: str | None) -> str | None:
+    if name is None:
+        return None
+    ok = name and name[0].isalnum() and all(c.isalnum() or c in "_.-" for c in name)
+    if not ok:
+        raise UsageError(f'invalid container name "{name}": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed')
+    return name
+
+
+def _parse_volume(spec: str) -> Mount:
+    parts = spec.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+        raise UsageError(f"invalid volume specification: {spec!r} (want SRC:DST[:ro|rw])")
+    source, target = parts[0], parts[1]
+    mode = parts[2] if len(parts) == 3 else "rw"
+    if mode not in ("ro", "rw"):
+        raise UsageError(f"invalid volume mode {mode!r} in {spec!r} (want ro or rw)")
+    if not source.startswith("/"):
+        raise UsageError(f"invalid volume specification: {spec!r}: the host path must be absolute")
+    if not target.startswith("/") or target == "/":
+        raise UsageError(f"invalid volume specification: {spec!r}: the container path must be absolute and not /")
+    return Mount(kind="bind", source=os.path.normpath(source),
+                 target=os.path.normpath(target), readonly=mode == "ro")
+
+
+def _parse_tmpfs(spec: str) -> Mount:
+    target, _, options = spec.partition(":")
+    if not target.startswith("/") or target == "/":
+        raise UsageError(f"invalid tmpfs mount {spec!r}: the path must be absolute and not /")
+    fields = [o for o in options.split(",") if o]
+    readonly = "ro" in fields
+    fields = [o for o in fields if o not in ("ro", "rw")]
+    return Mount(kind="tmpfs", source="tmpfs", target=os.path.normpath(target),
+                 readonly=readonly, options=",".join(fields) or "mode=1777")
+
+
+def _security(opts: dict) -> Security:
+    from minicontainer.kernel import caps
+
+    privileged = bool(opts.get("privileged"))
+    try:
+        add = {caps.normalize(c) for c in opts["cap_add"]}
+        drop = {caps.normalize(c) for c in opts["cap_drop"]}
+    except ValueError as e:
+        raise UsageError(str(e))
+    keep = set(caps.all_names()) if privileged or "all" in add else set(caps.DEFAULT)
+    keep |= add - {"all"}
+    if "mknod" in keep and not privileged:
+        raise UsageError(
+            "CAP_MKNOD is withheld: minicontainer enforces no device cgroup, so a container "
+            "with it could create and open the host's disks (use --privileged to accept that)")
+    keep = set() if "all" in drop else keep - drop
+
+    no_new_privs = True
+    for opt in opts["security_opt"]:
+        key, eq, value = opt.partition("=")
+        if key != "no-new-privileges" or value not in ("", "true", "false"):
+            raise UsageError(f"unsupported --security-opt {opt!r} (supported: no-new-privileges[=true|false])")
+        no_new_privs = value != "false"
+    return Security(capabilities=frozenset(keep), no_new_privs=no_new_privs, privileged=privileged)
+
+
+def main(args: list[str], root: str | None) -> int:
+    opts, positionals = parse(args)
+    if opts.get("help"):
+        sys.stdout.write(HELP)
+        return 0
+    spec = build_spec(opts, positionals)
+    from minicontainer.runtime.launch import run
+    from minicontainer.runtime.state import StateStore, state_root
+
+    return run(spec, StateStore(state_root(root)))

@@ -1,0 +1,177 @@
+"""cffi build script: compiles minicontainer.kernel._kernel at install time (out-of-line API mode).
+
+Nothing here runs when a container starts: the run path imports the compiled module only, so no
+C declarations are parsed at run time. Every function below is either a libc call Python's os
+module lacks (unshare, setns, mount, umount2, pivot_root, sethostname, prctl) or a few lines of C
+that are clearer and faster in C than in Python (bringing `lo` up, opening a pty pair, the
+reaping loop of --init).
+"""
+from cffi import FFI
+
+ffibuilder = FFI()
+
+ffibuilder.cdef(
+    """
+    #define CLONE_NEWNS ...
+    #define CLONE_NEWUTS ...
+    #define CLONE_NEWIPC ...
+    #define CLONE_NEWUSER ...
+    #define CLONE_NEWPID ...
+    #define CLONE_NEWNET ...
+    #define CLONE_NEWCGROUP ...
+    #define CLONE_NEWTIME ...
+
+    #define MS_RDONLY ...
+    #define MS_NOSUID ...
+    #define MS_NODEV ...
+    #define MS_NOEXEC ...
+    #define MS_REMOUNT ...
+    #define MS_BIND ...
+    #define MS_MOVE ...
+    #define MS_REC ...
+    #define MS_PRIVATE ...
+    #define MS_SLAVE ...
+    #define MS_STRICTATIME ...
+    #define MS_RELATIME ...
+    #define MNT_DETACH ...
+
+    #define PR_SET_PDEATHSIG ...
+    #define PR_SET_NO_NEW_PRIVS ...
+    #define PR_GET_NO_NEW_PRIVS ...
+    #define PR_SET_CHILD_SUBREAPER ...
+    #define PR_CAP_AMBIENT ...
+    #define PR_CAP_AMBIENT_RAISE ...
+    #define PR_CAP_AMBIENT_CLEAR_ALL ...
+    #define PR_SET_KEEPCAPS ...
+
+    int unshare(int flags);
+    int setns(int fd, int nstype);
+    int mount(const char *source, const char *target, const char *filesystemtype,
+              unsigned long mountflags, const void *data);
+    int umount2(const char *target, int flags);
+    int sethostname(const char *name, size_t len);
+    int prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4,
+              unsigned long arg5);
+
+    int mc_pivot_root(const char *new_root, const char *put_old);
+    int mc_loopback_up(void);
+    int mc_open_pty(const char *ptmx, int *master, int *slave);
+    int mc_init_supervise(int child);
+    """
+)
+
+ffibuilder.set_source(
+    "minicontainer.kernel._kernel",
+    r"""
+    #define _GNU_SOURCE
+    #include <errno.h>
+    #include <fcntl.h>
+    #include <net/if.h>
+    #include <sched.h>
+    #include <signal.h>
+    #include <stdlib.h>
+    #include <string.h>
+    #include <sys/ioctl.h>
+    #include <sys/mount.h>
+    #include <sys/prctl.h>
+    #include <sys/socket.h>
+    #include <sys/syscall.h>
+    #include <sys/wait.h>
+    #include <termios.h>
+    #include <unistd.h>
+
+    #ifndef CLONE_NEWTIME
+    #define CLONE_NEWTIME 0x00000080
+    #endif
+    #ifndef TIOCGPTPEER
+    #define TIOCGPTPEER _IO('T', 0x41)
+    #endif
+
+    /* glibc has no wrapper for pivot_root(2). */
+    static int mc_pivot_root(const char *new_root, const char *put_old)
+    {
+        return syscall(SYS_pivot_root, new_root, put_old);
+    }
+
+    /* A new network namespace has `lo` down; the classic SIOCSIFFLAGS ioctl brings it up
+       without loading a netlink library. */
+    static int mc_loopback_up(void)
+    {
+        struct ifreq ifr;
+        int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            return -1;
+        memset(&ifr, 0, sizeof ifr);
+        strcpy(ifr.ifr_name, "lo");
+        if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
+            goto fail;
+        ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+        if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
+            goto fail;
+        close(fd);
+        return 0;
+    fail:
+        { int saved = errno; close(fd); errno = saved; }
+        return -1;
+    }
+
+    /* Open a pty pair from a given ptmx (the container's own devpts instance), so the
+       terminal belongs to the container: TIOCGPTPEER opens the peer without a path lookup. */
+    static int mc_open_pty(const char *ptmx, int *master, int *slave)
+    {
+        int unlock = 0;
+        int m = open(ptmx, O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (m < 0)
+            return -1;
+        if (ioctl(m, TIOCSPTLCK, &unlock) < 0)
+            goto fail;
+        int s = ioctl(m, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (s < 0)
+            goto fail;
+        *master = m;
+        *slave = s;
+        return 0;
+    fail:
+        { int saved = errno; close(m); errno = saved; }
+        return -1;
+    }
+
+    /* The loop of --init, a PID 1 like docker's tini: every signal is blocked by the caller
+       before it forks the command; here we wait for them synchronously, forward all but
+       SIGCHLD to the command, reap every zombie, and return the command's status in shell
+       form (code, or 128+signal) once the command itself has exited. */
+    static int mc_init_supervise(int child)
+    {
+        sigset_t all;
+        sigfillset(&all);
+        for (;;) {
+            int sig = sigwaitinfo(&all, NULL);
+            if (sig < 0) {
+                if (errno == EINTR)
+                    continue;
+                return 125;
+            }
+            if (sig != SIGCHLD) {
+                kill(child, sig);
+                continue;
+            }
+            int status, result = -1;
+            pid_t pid;
+            while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+                if (pid != child)
+                    continue;
+                result = WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+            }
+            if (result >= 0) {
+                /* Reap whatever orphan is already gone; the rest die with the namespace. */
+                while (waitpid(-1, &status, WNOHANG) > 0)
+                    ;
+                return result;
+            }
+        }
+    }
+    """,
+)
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

@@ -1,0 +1,144 @@
+"""Typed wrappers over the syscalls Python's os module lacks, through one choke point.
+
+Every call goes through `_call`, which raises SyscallError naming the call, its arguments and
+errno when the kernel says no, and narrates the call on stderr when tracing is on
+(`minicontainer --trace run ...`). No policy lives here: the runtime decides what to call.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from minicontainer.kernel._kernel import ffi, lib
+
+# Namespace flags for unshare(2)/setns(2).
+CLONE_NEWNS = lib.CLONE_NEWNS
+CLONE_NEWUTS = lib.CLONE_NEWUTS
+CLONE_NEWIPC = lib.CLONE_NEWIPC
+CLONE_NEWUSER = lib.CLONE_NEWUSER
+CLONE_NEWPID = lib.CLONE_NEWPID
+CLONE_NEWNET = lib.CLONE_NEWNET
+CLONE_NEWCGROUP = lib.CLONE_NEWCGROUP
+CLONE_NEWTIME = lib.CLONE_NEWTIME
+
+# Mount flags for mount(2)/umount2(2).
+MS_RDONLY = lib.MS_RDONLY
+MS_NOSUID = lib.MS_NOSUID
+MS_NODEV = lib.MS_NODEV
+MS_NOEXEC = lib.MS_NOEXEC
+MS_REMOUNT = lib.MS_REMOUNT
+MS_BIND = lib.MS_BIND
+MS_MOVE = lib.MS_MOVE
+MS_REC = lib.MS_REC
+MS_PRIVATE = lib.MS_PRIVATE
+MS_SLAVE = lib.MS_SLAVE
+MS_STRICTATIME = lib.MS_STRICTATIME
+MS_RELATIME = lib.MS_RELATIME
+MNT_DETACH = lib.MNT_DETACH
+
+PR_SET_PDEATHSIG = lib.PR_SET_PDEATHSIG
+PR_SET_NO_NEW_PRIVS = lib.PR_SET_NO_NEW_PRIVS
+PR_GET_NO_NEW_PRIVS = lib.PR_GET_NO_NEW_PRIVS
+PR_SET_CHILD_SUBREAPER = lib.PR_SET_CHILD_SUBREAPER
+PR_CAP_AMBIENT = lib.PR_CAP_AMBIENT
+PR_CAP_AMBIENT_CLEAR_ALL = lib.PR_CAP_AMBIENT_CLEAR_ALL
+PR_SET_KEEPCAPS = lib.PR_SET_KEEPCAPS
+
+NAMESPACE_FLAGS = {
+    "mnt": CLONE_NEWNS,
+    "uts": CLONE_NEWUTS,
+    "ipc": CLONE_NEWIPC,
+    "user": CLONE_NEWUSER,
+    "pid": CLONE_NEWPID,
+    "net": CLONE_NEWNET,
+    "cgroup": CLONE_NEWCGROUP,
+    "time": CLONE_NEWTIME,
+}
+
+TRACE = bool(os.environ.get("MINICONTAINER_TRACE"))
+
+
+class SyscallError(OSError):
+    """A syscall failed: carries the call, its arguments and errno."""
+
+    def __init__(self, call: str, args: tuple, err: int):
+        self.call = call
+        self.call_args = args
+        shown = ", ".join(_show(a) for a in args)
+        super().__init__(err, f"{call}({shown}) failed: {os.strerror(err)} [{_errno_name(err)}]")
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+def _errno_name(err: int) -> str:
+    import errno
+
+    return errno.errorcode.get(err, str(err))
+
+
+def _show(value) -> str:
+    if isinstance(value, int) and value > 0xFF:
+        return hex(value)
+    return repr(value)
+
+
+def _call(name: str, rc: int, *args) -> int:
+    """The choke point: trace, then turn a -1 into a SyscallError with errno."""
+    if TRACE:
+        shown = ", ".join(_show(a) for a in args)
+        sys.stderr.write(f"[trace {os.getpid()}] {name}({shown}) = {rc}\n")
+    if rc == -1:
+        raise SyscallError(name, args, ffi.errno)
+    return rc
+
+
+def _c(s: str | None):
+    return ffi.NULL if s is None else s.encode()
+
+
+def unshare(flags: int) -> None:
+    _call("unshare", lib.unshare(flags), flags)
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    _call("setns", lib.setns(fd, nstype), fd, nstype)
+
+
+def mount(source: str | None, target: str, fstype: str | None = None, flags: int = 0,
+          data: str | None = None) -> None:
+    rc = lib.mount(_c(source), target.encode(), _c(fstype), flags, _c(data))
+    _call("mount", rc, source, target, fstype, flags, data)
+
+
+def umount2(target: str, flags: int = 0) -> None:
+    _call("umount2", lib.umount2(target.encode(), flags), target, flags)
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    _call("pivot_root", lib.mc_pivot_root(new_root.encode(), put_old.encode()), new_root, put_old)
+
+
+def sethostname(name: str) -> None:
+    raw = name.encode()
+    _call("sethostname", lib.sethostname(raw, len(raw)), name)
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    return _call("prctl", lib.prctl(option, arg2, arg3, arg4, arg5), option, arg2, arg3)
+
+
+def loopback_up() -> None:
+    _call("ioctl(SIOCSIFFLAGS lo up)", lib.mc_loopback_up())
+
+
+def open_pty(ptmx: str) -> tuple[int, int]:
+    """Open a pty pair from the devpts instance whose ptmx is given; returns (master, slave)."""
+    fds = ffi.new("int[2]")
+    _call("open_pty", lib.mc_open_pty(ptmx.encode(), fds, fds + 1), ptmx)
+    return fds[0], fds[1]
+
+
+def init_supervise(child: int) -> int:
+    """Run the --init loop (see _build.py) until `child` exits; returns its shell status."""
+    return lib.mc_init_supervise(child)

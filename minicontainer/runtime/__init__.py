@@ -1,0 +1,1 @@
+"""The runtime: the launch sequence, the container's filesystem and process, state."""

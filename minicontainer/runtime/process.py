@@ -1,0 +1,109 @@
+"""The container's process: who it runs as, with what environment and privileges, and what
+exactly gets exec'd. Runs in the child after switch_root, so every file read here is the
+container's (/etc/passwd, /etc/group, $PATH), never the host's.
+"""
+from __future__ import annotations
+
+import os
+
+from minicontainer.errors import CannotExecute, CommandNotFound, ContainerError
+from minicontainer.kernel import caps
+from minicontainer.spec import DEFAULT_PATH
+
+
+class User:
+    __slots__ = ("uid", "gid", "groups", "home")
+
+    def __init__(self, uid: int, gid: int, groups: list[int], home: str):
+        self.uid, self.gid, self.groups, self.home = uid, gid, groups, home
+
+
+def _read_table(path: str) -> list[list[str]]:
+    try:
+        with open(path) as f:
+            return [line.rstrip("\n").split(":") for line in f if line.strip() and line[0] != "#"]
+    except FileNotFoundError:
+        return []
+
+
+def resolve_user(spec_user: str | None) -> User:
+    """'name', 'uid', 'uid:gid' or 'name:group', resolved in the container's own files as
+    docker does; a numeric uid need not exist in /etc/passwd, a name must."""
+    if not spec_user:
+        spec_user = "0"
+    user_part, _, group_part = spec_user.partition(":")
+    passwd = _read_table("/etc/passwd")
+    entry = next((e for e in passwd if len(e) >= 6 and
+                  (e[0] == user_part or (user_part.isdigit() and e[2] == user_part))), None)
+    if entry is None and not user_part.isdigit():
+        raise ContainerError(f"unable to find user {user_part}: no matching entries in passwd file")
+    uid = int(user_part) if user_part.isdigit() else int(entry[2])
+    gid = int(entry[3]) if entry else 0
+    home = entry[5] if entry else "/"
+    groups_table = _read_table("/etc/group")
+    if group_part:
+        if group_part.isdigit():
+            gid = int(group_part)
+        else:
+            g = next((e for e in groups_table if len(e) >= 3 and e[0] == group_part), None)
+            if g is None:
+                raise ContainerError(
+                    f"unable to find group {group_part}: no matching entries in group file")
+            gid = int(g[2])
+    name = entry[0] if entry else None
+    extra = [int(e[2]) for e in groups_table
+             if name and len(e) >= 4 and name in e[3].split(",") and e[2].isdigit()]
+    return User(uid, gid, sorted({gid, *extra}), home)
+
+
+def build_env(spec_env: dict, hostname: str, user: User, terminal: bool) -> dict:
+    """Docker's defaults first (PATH, HOSTNAME, HOME, TERM with -t), then the user's -e."""
+    env = {"PATH": DEFAULT_PATH, "HOSTNAME": hostname, "HOME": user.home}
+    if terminal:
+        env["TERM"] = "xterm"
+    env.update(spec_env)
+    return env
+
+
+def find_executable(command: str, path_var: str) -> str:
+    """The path to exec, or the error docker gives (127 not found, 126 cannot execute)."""
+    if "/" in command:
+        candidates = [command]
+    else:
+        candidates = [os.path.join(d or ".", command) for d in path_var.split(":")]
+    found_but_not_executable = None
+    for candidate in candidates:
+        try:
+            st = os.stat(candidate)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        if (st.st_mode & 0o170000) != 0o100000 or not os.access(candidate, os.X_OK):
+            found_but_not_executable = found_but_not_executable or candidate
+            continue
+        return candidate
+    if found_but_not_executable:
+        raise CannotExecute(f'exec: "{command}": permission denied')
+    if "/" in command:
+        raise CommandNotFound(f'exec: "{command}": stat {command}: no such file or directory')
+    raise CommandNotFound(f'exec: "{command}": executable file not found in $PATH')
+
+
+def drop_privileges(user: User, security) -> None:
+    """Capabilities first (while we still may), then groups, gid, uid; no_new_privs last.
+    Changing to a non-zero uid clears the effective and permitted sets, as for any process."""
+    if not security.privileged:
+        caps.limit_to(frozenset(security.capabilities))
+    os.setgroups(user.groups)
+    os.setgid(user.gid)
+    os.setuid(user.uid)
+    if security.no_new_privs:
+        caps.no_new_privs()
+
+
+def exec_command(path: str, args: list[str], env: dict) -> None:
+    try:
+        os.execve(path, args, env)
+    except FileNotFoundError:  # e.g. a script whose interpreter is missing
+        raise CommandNotFound(f'exec: "{args[0]}": no such file or directory')
+    except (PermissionError, OSError) as e:
+        raise CannotExecute(f'exec: "{args[0]}": {e.strerror.lower()}')

@@ -1,0 +1,74 @@
+"""The container spec: the one value every front end produces and the runtime consumes.
+
+CLI flags, an OCI bundle's config.json or a Python caller all end up here, so `run`, the VM
+mode and later front ends agree on what each setting means.
+
+These are plain slotted classes rather than dataclasses on purpose: `import dataclasses`
+costs several milliseconds (it pulls in inspect and re), and start-up time is a feature.
+"""
+from __future__ import annotations
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# New namespaces for every container unless told otherwise (docker's set, plus cgroup).
+DEFAULT_NAMESPACES = ("mnt", "pid", "uts", "ipc", "net", "cgroup")
+
+
+class _Record:
+    """Keyword-constructed record: fields are __slots__, defaults in _defaults (copied)."""
+
+    __slots__ = ()
+    _defaults: dict = {}
+
+    def __init__(self, **values):
+        for name in self.__slots__:
+            if name in values:
+                setattr(self, name, values.pop(name))
+            else:
+                default = self._defaults.get(name)
+                setattr(self, name, default.copy() if isinstance(default, (list, dict)) else default)
+        if values:
+            raise TypeError(f"{type(self).__name__}: unknown fields {sorted(values)}")
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
+        return f"{type(self).__name__}({fields})"
+
+
+class Mount(_Record):
+    """A mount inside the container: kind is 'bind' (source is a host path) or 'tmpfs'."""
+
+    __slots__ = ("kind", "source", "target", "readonly", "options")
+    _defaults = {"readonly": False, "options": ""}
+
+
+class Process(_Record):
+    """What runs: argv, environment, working directory, user ('uid[:gid]' or a name, resolved
+    in the container's /etc/passwd), terminal (-t), stdin kept open (-i), and --init."""
+
+    __slots__ = ("args", "env", "cwd", "user", "terminal", "interactive", "init")
+    _defaults = {"env": {}, "cwd": "/", "user": None, "terminal": False, "interactive": False,
+                 "init": False}
+
+
+class Root(_Record):
+    """The root filesystem: a host directory, never written to. 'overlay' gives the container
+    a private copy-on-write layer; readonly mounts the directory read-only instead.
+    pivot_root=False is the --chroot teaching mode."""
+
+    __slots__ = ("path", "readonly", "pivot_root")
+    _defaults = {"readonly": False, "pivot_root": True}
+
+
+class Security(_Record):
+    """Capabilities kept (lower-case names without CAP_), no_new_privs, and privileged."""
+
+    __slots__ = ("capabilities", "no_new_privs", "privileged")
+    _defaults = {"no_new_privs": True, "privileged": False}
+
+
+class ContainerSpec(_Record):
+    __slots__ = ("root", "process", "hostname", "name", "mounts", "namespaces", "security",
+                 "network")
+    _defaults = {"hostname": None, "name": None, "mounts": [], "namespaces": DEFAULT_NAMESPACES,
+                 "network": "none"}
