@@ -1,0 +1,112 @@
+"""Shared test fixtures: how to call minicontainer, and the check that nothing is left behind.
+
+Tests run real containers as root. Each pytest session gets its own state root (so parallel
+sessions and helpers never see each other's containers), and after every test the autouse
+`nothing_left_behind` fixture fails the test if any container state, mount, or process of
+that session remains.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOTFS = os.path.join(REPO, "rootfs")
+PYTHON = sys.executable  # the venv's interpreter, which runs pytest too
+
+if os.geteuid() != 0:
+    pytest.exit("the tests start real containers: run them as root (./test.sh)", returncode=2)
+
+
+@pytest.fixture(scope="session")
+def state_root():
+    root = tempfile.mkdtemp(prefix="minicontainer-test-", dir="/run")
+    yield root
+    subprocess.run(["rm", "-rf", root], check=False)
+
+
+@pytest.fixture(scope="session")
+def rootfs() -> str:
+    if not os.path.isfile(os.path.join(ROOTFS, "bin", "busybox")):
+        pytest.fail("rootfs/ is not built: run ./install.sh (or rootfs/build.sh)")
+    return ROOTFS
+
+
+@pytest.fixture(scope="session")
+def mc_cmd(state_root) -> list[str]:
+    """The command prefix that runs this checkout's minicontainer with the session's root."""
+    return [PYTHON, "-m", "minicontainer", "--root", state_root]
+
+
+@pytest.fixture
+def mc(mc_cmd):
+    """mc("run", ROOTFS, "echo", "hi") -> CompletedProcess with text stdout/stderr."""
+
+    def call(*args, timeout=60, **kwargs):
+        kwargs.setdefault("capture_output", True)
+        kwargs.setdefault("text", True)
+        kwargs.setdefault("stdin", subprocess.DEVNULL)
+        return subprocess.run([*mc_cmd, *args], timeout=timeout, **kwargs)
+
+    return call
+
+
+def container_processes(state_root: str) -> list[int]:
+    """Pids of processes whose root or cwd lies inside the session's state root: container
+    processes seen from the host."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        for link in ("root", "cwd"):
+            try:
+                target = os.readlink(f"/proc/{entry}/{link}")
+            except OSError:
+                continue
+            if target.startswith(state_root):
+                found.append(int(entry))
+                break
+    return found
+
+
+def leftovers(state_root: str) -> list[str]:
+    problems = []
+    for sub in ("containers", "names"):
+        d = os.path.join(state_root, sub)
+        if os.path.isdir(d) and os.listdir(d):
+            problems.append(f"{sub}: {os.listdir(d)}")
+    with open("/proc/self/mountinfo") as f:
+        mounts = [line.strip() for line in f if state_root in line]
+    if mounts:
+        problems.append(f"mounts: {mounts}")
+    procs = container_processes(state_root)
+    if procs:
+        problems.append(f"processes: {procs}")
+    return problems
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_behind(request, state_root):
+    yield
+    # A container's processes and directories go away as its runtime returns; allow the
+    # kernel a moment to finish tearing down a namespace a test killed from outside.
+    deadline = time.monotonic() + 5
+    problems = leftovers(state_root)
+    while problems and time.monotonic() < deadline:
+        time.sleep(0.05)
+        problems = leftovers(state_root)
+    if problems:
+        # Clean up so that one failure does not cascade into every later test.
+        for pid in container_processes(state_root):
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass
+        subprocess.run(["rm", "-rf", os.path.join(state_root, "containers"),
+                        os.path.join(state_root, "names")], check=False)
+        pytest.fail(f"left behind after {request.node.name}: {'; '.join(problems)}")
