@@ -3,13 +3,17 @@
 Layout under the state root (default /run/minicontainer, `--root` or MINICONTAINER_ROOT to move):
 
     containers/<id>/state.json   who owns this container (runtime pid + start time), its name
+    containers/<id>/owned        one line per host resource it owns beyond its directory
+                                 ("KIND VALUE": a cgroup, a veth, an address lease...),
+                                 appended *before* the resource is created
     containers/<id>/upper, work  the overlay's copy-on-write layer
     containers/<id>/rootfs       the mount point of the container's root (mounted only inside
                                  the container's own mount namespace, so the host never sees it)
     names/<name> -> <id>         a symlink: creating it is the atomic reservation of a name
 
-Cleanup after success, failure, or a SIGKILLed runtime walks the same thing: remove the
-container's directory and its name link. `collect_garbage` finds containers whose runtime is
+Cleanup after success, failure, or a SIGKILLed runtime walks the same thing: release each
+owned resource (newest first) with the releaser registered for its kind in RELEASERS, then
+remove the container's directory and its name link. `collect_garbage` finds containers whose runtime is
 gone (pid dead, or reused by another process) and does that for them.
 """
 from __future__ import annotations
@@ -20,6 +24,11 @@ import time
 from minicontainer.errors import ContainerError
 
 DEFAULT_ROOT = "/run/minicontainer"
+
+# kind -> "module:function" that releases one resource of that kind given its VALUE string.
+# Imported only when a container owns such a resource, so gc of plain containers stays cheap
+# (and never imports pyroute2). A releaser must succeed when the resource is already gone.
+RELEASERS: dict[str, str] = {}
 
 
 def state_root(explicit: str | None = None) -> str:
@@ -94,8 +103,34 @@ class Container:
         self.work = os.path.join(self.dir, "work")
         self.rootfs = os.path.join(self.dir, "rootfs")
 
+    def own(self, kind: str, value: str) -> None:
+        """Record that this container is about to own a host resource. Call it before creating
+        the resource, so that a crash in between leaves a record, never an orphan."""
+        if kind not in RELEASERS:
+            raise ValueError(f"no releaser registered for {kind!r}")
+        with open(os.path.join(self.dir, "owned"), "a") as f:
+            f.write(f"{kind} {value}\n")
+
+    def owned(self) -> list[tuple[str, str]]:
+        try:
+            with open(os.path.join(self.dir, "owned")) as f:
+                return [tuple(line.rstrip("\n").split(" ", 1)) for line in f if " " in line]
+        except FileNotFoundError:
+            return []
+
     def remove(self) -> None:
         """Remove everything this container owns on the host. Safe to call twice."""
+        errors = []
+        for kind, value in reversed(self.owned()):
+            module_name, _, function = RELEASERS[kind].partition(":")
+            import importlib
+
+            try:
+                getattr(importlib.import_module(module_name), function)(value)
+            except Exception as e:  # keep releasing the rest; report at the end
+                errors.append(f"{kind} {value}: {e}")
+        if errors:
+            raise ContainerError("cleanup failed, will retry at next gc: " + "; ".join(errors))
         if self.name:
             link = os.path.join(self.store.root, "names", self.name)
             try:
