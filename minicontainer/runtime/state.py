@@ -205,7 +205,10 @@ class StateStore:
         record = json.loads(text)
         if _process_start_time(record["runtime_pid"]) == record["runtime_start"]:
             return False
-        Container(self, cid, record.get("name")).remove()
+        try:
+            Container(self, cid, record.get("name")).remove()
+        except ContainerError:
+            return False  # a resource would not go yet: the next gc tries again
         return True
 
     @staticmethod
