@@ -57,20 +57,21 @@ def mc(mc_cmd):
 
 
 def container_processes(state_root: str) -> list[int]:
-    """Pids of processes whose root or cwd lies inside the session's state root: container
-    processes seen from the host."""
+    """Pids of this session's container processes, seen from the host: processes in another
+    mount namespace whose mounts name the session's state root (the overlay's upperdir)."""
     found = []
+    own_mnt = os.readlink("/proc/self/ns/mnt")
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
-        for link in ("root", "cwd"):
-            try:
-                target = os.readlink(f"/proc/{entry}/{link}")
-            except OSError:
+        try:
+            if os.readlink(f"/proc/{entry}/ns/mnt") == own_mnt:
                 continue
-            if target.startswith(state_root):
-                found.append(int(entry))
-                break
+            with open(f"/proc/{entry}/mountinfo") as f:
+                if state_root in f.read():
+                    found.append(int(entry))
+        except OSError:
+            continue
     return found
 
 

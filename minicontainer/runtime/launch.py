@@ -197,7 +197,7 @@ def _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console)
 def _run_as_init(path, args, env, err_w, has_terminal: bool) -> None:
     """--init: stay as PID 1, run the command as our child, forward signals and reap zombies
     (the loop is C, in kernel/_build.py). Never returns."""
-    everything = set(range(1, _signal.NSIG)) - {_signal.SIGKILL, _signal.SIGSTOP}
+    everything = _signal.valid_signals() - {_signal.SIGKILL, _signal.SIGSTOP}
     previous = _signal.pthread_sigmask(_signal.SIG_BLOCK, everything)
     child = os.fork()
     if child == 0:
@@ -211,6 +211,10 @@ def _run_as_init(path, args, env, err_w, has_terminal: bool) -> None:
             _report(err_w, type(e).__name__, str(e))
         os._exit(125)
     os.close(err_w)
+    import prctl  # already loaded by kernel.caps: no import from the container's root
+
+    prctl.set_name("init")
+    prctl.set_proctitle("init")  # `ps` inside shows "init", not the runtime's command line
     os._exit(syscalls.init_supervise(child))
 
 
