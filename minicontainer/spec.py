@@ -67,8 +67,19 @@ class Security(_Record):
     _defaults = {"no_new_privs": True, "privileged": False}
 
 
+class Resources(_Record):
+    """Resource limits, in docker's units (bytes, CPUs, shares); runtime/cgroups.py turns them
+    into cgroup v2 files. None means no limit. device_*_bps: [(path, "MAJ:MIN", bytes/s)].
+    stats: print a usage summary at exit."""
+
+    __slots__ = ("memory", "memory_swap", "memory_reservation", "cpus", "cpu_shares",
+                 "cpuset_cpus", "pids_limit", "io_weight", "device_read_bps",
+                 "device_write_bps", "stats")
+    _defaults = {"device_read_bps": [], "device_write_bps": [], "stats": False}
+
+
 class ContainerSpec(_Record):
     __slots__ = ("root", "process", "hostname", "name", "mounts", "namespaces", "security",
-                 "network")
+                 "network", "resources")
     _defaults = {"hostname": None, "name": None, "mounts": [], "namespaces": DEFAULT_NAMESPACES,
                  "network": "none"}
