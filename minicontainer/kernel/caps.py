@@ -32,17 +32,20 @@ def normalize(name: str) -> str:
     return n
 
 
-def limit_to(keep: frozenset[str]) -> None:
-    """Leave the calling process with exactly `keep`: bounding, effective and permitted set to
-    it; inheritable and ambient emptied (as docker does since CVE-2022-24769), so an exec'd
-    program gets nothing it was not given through the bounding set and its uid."""
-    everything = all_names()
-    dropped = [c for c in everything if c not in keep]
-    # The bounding set first: dropping from it needs CAP_SETPCAP, which we still hold.
-    prctl.capbset.drop(*dropped)
+def limit_bounding(keep: frozenset[str]) -> None:
+    """Cut the bounding set to `keep` (no exec can ever regain what is dropped here) and
+    empty the ambient set. Dropping needs CAP_SETPCAP, which we still hold at this point."""
+    prctl.capbset.drop(*(c for c in all_names() if c not in keep))
     syscalls.prctl(syscalls.PR_CAP_AMBIENT, syscalls.PR_CAP_AMBIENT_CLEAR_ALL)
+
+
+def limit_sets(keep: frozenset[str]) -> None:
+    """Effective and permitted to `keep`, inheritable empty (as docker does since
+    CVE-2022-24769). Call it after switching uid: a change to a non-zero uid has already
+    cleared effective and permitted, which is what docker gives a non-root user too."""
+    everything = all_names()
     prctl.set_caps(
-        (list(dropped), [prctl.CAP_EFFECTIVE, prctl.CAP_PERMITTED], False),
+        ([c for c in everything if c not in keep], [prctl.CAP_EFFECTIVE, prctl.CAP_PERMITTED], False),
         (list(everything), prctl.CAP_INHERITABLE, False),
     )
 

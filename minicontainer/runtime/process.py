@@ -89,13 +89,17 @@ def find_executable(command: str, path_var: str) -> str:
 
 
 def drop_privileges(user: User, security) -> None:
-    """Capabilities first (while we still may), then groups, gid, uid; no_new_privs last.
-    Changing to a non-zero uid clears the effective and permitted sets, as for any process."""
+    """The bounding set first (dropping needs CAP_SETPCAP), then groups, gid and uid (which
+    need CAP_SETGID/SETUID, so before the effective set is cut), then the effective,
+    permitted and inheritable sets; no_new_privs last."""
+    keep = frozenset(security.capabilities)
     if not security.privileged:
-        caps.limit_to(frozenset(security.capabilities))
+        caps.limit_bounding(keep)
     os.setgroups(user.groups)
     os.setgid(user.gid)
     os.setuid(user.uid)
+    if not security.privileged:
+        caps.limit_sets(keep)
     if security.no_new_privs:
         caps.no_new_privs()
 
