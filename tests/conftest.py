@@ -88,7 +88,22 @@ def leftovers(state_root: str) -> list[str]:
     procs = container_processes(state_root)
     if procs:
         problems.append(f"processes: {procs}")
+    cgroups = session_cgroups(state_root)
+    if cgroups:
+        problems.append(f"cgroups: {cgroups}")
     return problems
+
+
+def session_cgroups(state_root: str) -> list[str]:
+    """This session's cgroup v2 parent and the container cgroups under it, if any remain."""
+    from minicontainer.kernel.cgroupfs import mounts
+    from minicontainer.runtime.cgroups import parent_name
+
+    v2 = mounts()[0]
+    parent = f"{v2}/{parent_name(state_root)}"
+    if v2 is None or not os.path.isdir(parent):
+        return []
+    return [parent] + [e.path for e in os.scandir(parent) if e.is_dir()]
 
 
 @pytest.fixture(autouse=True)
@@ -108,6 +123,10 @@ def nothing_left_behind(request, state_root):
                 os.kill(pid, 9)
             except OSError:
                 pass
+        from minicontainer.runtime.cgroups import release
+
+        for cgroup in reversed(session_cgroups(state_root)[1:]):
+            release(cgroup)  # cgroup.kill, rmdir, and the parent after the last one
         subprocess.run(["rm", "-rf", os.path.join(state_root, "containers"),
                         os.path.join(state_root, "names")], check=False)
         pytest.fail(f"left behind after {request.node.name}: {'; '.join(problems)}")

@@ -36,7 +36,11 @@ Options:
       --privileged         keep every capability
       --security-opt no-new-privileges[=true|false]
                            no_new_privs is on unless set to false here
-      --network none|host  none (default): a new network namespace with only lo
+      --network MODE       none (default): a new network namespace with only lo;
+                           host: the host's; bridge: a veth on the bridge, NAT, /etc/hosts;
+                           container:NAME: join that running container's network namespace
+  -p, --publish [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp]
+                           forward a host port to the container (implies --network bridge)
       --rm                 accepted for docker compatibility: a run is always removed at exit
 
 Exit status: the command's own; 128+N if it was killed by signal N; 125 if minicontainer
@@ -55,6 +59,7 @@ FLAGS = {
     "--cap-add": ("cap_add", True), "--cap-drop": ("cap_drop", True),
     "--security-opt": ("security_opt", True),
     "--network": ("network", True), "--net": ("network", True),
+    "-p": ("publish", True), "--publish": ("publish", True),
     "-i": ("interactive", False), "--interactive": ("interactive", False),
     "-t": ("tty", False), "--tty": ("tty", False),
     "--init": ("init", False),
@@ -63,8 +68,20 @@ FLAGS = {
     "--privileged": ("privileged", False),
     "--rm": ("rm", False),
     "--help": ("help", False),
+    # resource limits: parsed by cli/resources.py, imported only when one is given
+    "-m": ("memory", True), "--memory": ("memory", True),
+    "--memory-swap": ("memory_swap", True), "--memory-reservation": ("memory_reservation", True),
+    "--cpus": ("cpus", True), "-c": ("cpu_shares", True), "--cpu-shares": ("cpu_shares", True),
+    "--cpuset-cpus": ("cpuset_cpus", True), "--pids-limit": ("pids_limit", True),
+    "--io-weight": ("io_weight", True),
+    "--device-read-bps": ("device_read_bps", True), "--device-write-bps": ("device_write_bps", True),
+    "--stats": ("stats", False),
 }
-REPEATABLE = {"env", "volume", "tmpfs", "cap_add", "cap_drop", "security_opt"}
+REPEATABLE = {"env", "volume", "tmpfs", "cap_add", "cap_drop", "security_opt", "publish",
+              "device_read_bps", "device_write_bps"}
+RESOURCE_FIELDS = ("memory", "memory_swap", "memory_reservation", "cpus", "cpu_shares",
+                   "cpuset_cpus", "pids_limit", "io_weight", "device_read_bps",
+                   "device_write_bps", "stats")
 
 
 def parse(args: list[str]) -> tuple[dict, list[str]]:
@@ -126,12 +143,20 @@ def build_spec(opts: dict, positionals: list[str]) -> ContainerSpec:
 
     mounts = [_parse_volume(v) for v in opts["volume"]] + [_parse_tmpfs(t) for t in opts["tmpfs"]]
 
-    network = opts.get("network", "none")
+    # Publishing a port implies a bridge, as with docker; otherwise no network by default.
+    network = opts.get("network", "bridge" if opts["publish"] else "none")
     namespaces = ("mnt", "pid", "uts", "ipc", "net", "cgroup")
-    if network == "host":
-        namespaces = tuple(n for n in namespaces if n != "net")
-    elif network != "none":
-        raise UsageError(f"network mode {network!r} is not supported yet (have: none, host)")
+    if network == "host" or network.startswith("container:") and len(network) > 10:
+        namespaces = tuple(n for n in namespaces if n != "net")  # host's, or joined
+    elif network not in ("none", "bridge"):
+        raise UsageError(f"unknown network mode {network!r} (have: none, host, bridge, container:NAME)")
+    ports = []
+    if opts["publish"]:
+        if network != "bridge":
+            raise UsageError(f"-p/--publish needs --network bridge, not {network!r}")
+        from minicontainer.runtime.network import parse_publish  # only now: it is not cheap
+
+        ports = [parse_publish(p) for p in opts["publish"]]
 
     workdir = opts.get("workdir", "/")
     if not workdir.startswith("/"):
@@ -150,7 +175,17 @@ def build_spec(opts: dict, positionals: list[str]) -> ContainerSpec:
         namespaces=namespaces,
         security=_security(opts),
         network=network,
+        ports=ports,
+        resources=_resources(opts),
     )
+
+
+def _resources(opts: dict):
+    if not any(opts.get(f) for f in RESOURCE_FIELDS):
+        return None
+    from minicontainer.cli import resources
+
+    return resources.build(opts)
 
 
 def _check_name(name: str | None) -> str | None:
@@ -218,7 +253,9 @@ def _security(opts: dict) -> Security:
 def main(args: list[str], root: str | None) -> int:
     opts, positionals = parse(args)
     if opts.get("help"):
-        sys.stdout.write(HELP)
+        from minicontainer.cli.resources import HELP as RESOURCES_HELP
+
+        sys.stdout.write(HELP + "\n" + RESOURCES_HELP)
         return 0
     spec = build_spec(opts, positionals)
     from minicontainer.runtime.launch import run

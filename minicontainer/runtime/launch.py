@@ -27,7 +27,7 @@ import _signal  # the C module under `signal`, which would import enum (~3 ms) o
 
 from minicontainer.errors import BY_KIND, ContainerError
 from minicontainer.kernel import syscalls
-from minicontainer.runtime import process, rootfs
+from minicontainer.runtime import cgroups, process, rootfs
 from minicontainer.runtime.state import StateStore
 
 # Signals the runtime passes on to the container, as docker does.
@@ -52,9 +52,11 @@ def _check_spec(spec) -> None:
         raise ContainerError(f"rootfs {path} {what}")
     if not spec.process.args:
         raise ContainerError("no command given")
+    cgroups.check(spec)  # limits this host cannot enforce are refused here, before anything
 
 
 def _launch(spec, container) -> int:
+    container.cgroup = cgroups.create(spec, container)  # limits in place before the child joins
     hostname = spec.hostname or container.id[:12]
     winsize = _terminal_size() if spec.process.terminal else None
     err_r, err_w = os.pipe()      # child -> parent: why it failed; EOF at execve means success
@@ -100,6 +102,7 @@ def _launch(spec, container) -> int:
 
         relay(master, pid, interactive=spec.process.interactive)
     status = _wait(pid)
+    cgroups.report(spec, container.cgroup, status)
     os.close(alive_w)
     return status
 
@@ -109,7 +112,12 @@ def _outside_steps(spec, container) -> list:
     unshared its namespaces and before it goes on (a veth into its network namespace, say).
     Each step is a callable taking that pid; none are needed for the default run, which
     then costs no extra round trip."""
-    return []
+    steps = []
+    if spec.network not in ("none", "host"):  # bridge, container:NAME (imports pyroute2)
+        from minicontainer.runtime import network
+
+        steps += network.prepare(spec, container)
+    return steps
 
 
 def _fork(new_pid_namespace: bool) -> int:
@@ -145,10 +153,15 @@ def _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console)
             os.dup2(null, 0)
             os.close(null)
 
+        for ns, path in spec.namespace_paths.items():  # join these (container:NAME)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            syscalls.setns(fd, syscalls.NAMESPACE_FLAGS[ns])
+            os.close(fd)
         flags = 0
         for ns in spec.namespaces:
             if ns != "pid":
                 flags |= syscalls.NAMESPACE_FLAGS[ns]
+        cgroups.join(container.cgroup)  # first, so the cgroup namespace is rooted there
         syscalls.unshare(flags)
         if ready_w is not None:
             os.write(ready_w, b"r")

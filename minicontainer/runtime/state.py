@@ -28,7 +28,12 @@ DEFAULT_ROOT = "/run/minicontainer"
 # kind -> "module:function" that releases one resource of that kind given its VALUE string.
 # Imported only when a container owns such a resource, so gc of plain containers stays cheap
 # (and never imports pyroute2). A releaser must succeed when the resource is already gone.
-RELEASERS: dict[str, str] = {}
+RELEASERS: dict[str, str] = {
+    "cgroup": "minicontainer.runtime.cgroups:release",
+    "lease": "minicontainer.runtime.network:release_lease",
+    "port": "minicontainer.runtime.network:release_port",
+    "veth": "minicontainer.runtime.network:release_veth",
+}
 
 
 def state_root(explicit: str | None = None) -> str:
@@ -102,6 +107,7 @@ class Container:
         self.upper = os.path.join(self.dir, "upper")
         self.work = os.path.join(self.dir, "work")
         self.rootfs = os.path.join(self.dir, "rootfs")
+        self.cgroup = None  # its cgroup v2 directory, set by runtime/cgroups.create
 
     def own(self, kind: str, value: str) -> None:
         """Record that this container is about to own a host resource. Call it before creating
