@@ -112,12 +112,7 @@ def _outside_steps(spec, container) -> list:
     unshared its namespaces and before it goes on (a veth into its network namespace, say).
     Each step is a callable taking that pid; none are needed for the default run, which
     then costs no extra round trip."""
-    steps = []
-    if spec.network not in ("none", "host"):  # bridge, container:NAME (imports pyroute2)
-        from minicontainer.runtime import network
-
-        steps += network.prepare(spec, container)
-    return steps
+    return []
 
 
 def _fork(new_pid_namespace: bool) -> int:
@@ -153,10 +148,6 @@ def _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console)
             os.dup2(null, 0)
             os.close(null)
 
-        for ns, path in spec.namespace_paths.items():  # join these (container:NAME)
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            syscalls.setns(fd, syscalls.NAMESPACE_FLAGS[ns])
-            os.close(fd)
         flags = 0
         for ns in spec.namespaces:
             if ns != "pid":
