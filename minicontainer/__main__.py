@@ -1,3 +1,3 @@
-from minicontainer.cli import main
+from minicontainer.cli import entry
 
-raise SystemExit(main())
+entry()

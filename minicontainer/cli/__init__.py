@@ -31,6 +31,15 @@ Run 'minicontainer COMMAND --help' for a command's options.
 VERBS = {"run": "minicontainer.cli.run", "gc": "minicontainer.cli.gc"}
 
 
+def entry() -> None:
+    """The console script: main(), then exit without the interpreter's teardown (freeing
+    every module costs ~5 ms per container; nothing of ours needs it: files are closed)."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     try:

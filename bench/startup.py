@@ -1,0 +1,153 @@
+"""Start-up benchmark: `minicontainer run ROOTFS /bin/true` against runc, crun and bubblewrap.
+
+    .venv/bin/python bench/startup.py [--runs N] [--rootfs DIR]
+
+Every runtime runs /bin/true from the same busybox rootfs, many times, interleaved round by
+round so that a busy moment of the machine hits them all alike; we print medians, spreads and
+each peer's median divided by minicontainer's. Peers come from Debian's packages (installed
+here with apt-get when missing).
+
+Fairness and safety on hybrid-cgroup hosts (like our dev machines): runc and crun would
+create cgroups in every v1 hierarchy, the memory one included, which we must never touch;
+crun refuses hybrid mode anyway. So the whole benchmark runs in a private mount namespace in
+which /sys/fs/cgroup is a fresh tmpfs with only cgroup2 mounted on it: every runtime sees a
+pure cgroup v2 host (the host's own v2 hierarchy, grouping only), and nothing on the host is
+unmounted or rearranged. On a pure v2 host this changes nothing.
+
+What each does for /bin/true: minicontainer (overlay copy-on-write root, pivot_root, new
+mnt/pid/uts/ipc/net/cgroup namespaces, /proc, /dev, /sys, masked paths, capabilities,
+no_new_privs); runc and crun (OCI default spec from `runc spec`: read-only bind root,
+the same namespaces but cgroup, masked paths, capabilities; runc also makes a cgroup;
+crun with --cgroup-manager=disabled (see below); bwrap (bind root, new namespaces, /proc and /dev; no cgroup, no capability set);
+unshare+chroot (namespaces and a chroot, nothing else: the floor).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PEER_PACKAGES = {"runc": "runc", "crun": "crun", "bwrap": "bubblewrap"}
+
+
+def ensure_peers() -> None:
+    missing = [pkg for tool, pkg in PEER_PACKAGES.items() if not shutil.which(tool)]
+    if missing:
+        print(f"installing {' '.join(missing)} with apt-get", file=sys.stderr)
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
+                       check=True, env=env, stdout=subprocess.DEVNULL)
+
+
+def enter_pure_v2_namespace() -> None:
+    """Re-exec this script in a private mount namespace where /sys/fs/cgroup is cgroup2 only."""
+    if os.environ.get("MC_BENCH_IN_NS"):
+        return
+    v2 = "mount -t tmpfs cgroupfs /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup"
+    if _cgroup2_is_root():
+        v2 = "true"
+    os.environ["MC_BENCH_IN_NS"] = "1"
+    os.execvp("unshare", ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                          f'{v2} && exec "$0" "$@"', sys.executable, *sys.argv])
+
+
+def _cgroup2_is_root() -> bool:
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == "/sys/fs/cgroup" and " - cgroup2 " in line for line in f)
+
+
+def make_bundle(rootfs: str, workdir: str) -> str:
+    bundle = os.path.join(workdir, "bundle")
+    os.mkdir(bundle)
+    subprocess.run(["runc", "spec", "--bundle", bundle], check=True)
+    path = os.path.join(bundle, "config.json")
+    with open(path) as f:
+        config = json.load(f)
+    config["root"] = {"path": rootfs, "readonly": True}
+    config["process"]["args"] = ["/bin/true"]
+    config["process"]["terminal"] = False
+    with open(path, "w") as f:
+        json.dump(config, f)
+    return bundle
+
+
+def commands(rootfs: str, bundle: str, state: str) -> dict[str, list[str]]:
+    launcher = os.environ.get("MC_BENCH_LAUNCHER") or shutil.which("minicontainer") or \
+        os.path.join(REPO, ".venv", "bin", "minicontainer")
+    return {
+        "minicontainer": [launcher, "--root", f"{state}/mc", "run", rootfs, "/bin/true"],
+        "runc": ["runc", "--root", f"{state}/runc", "run", "--bundle", bundle, "bench-runc"],
+        # crun 1.8 cannot set up its eBPF device filter here (no CAP_SYS_RESOURCE to raise
+        # RLIMIT_MEMLOCK), so it runs with no cgroup work at all: an advantage to crun.
+        "crun": ["crun", "--root", f"{state}/crun", "--cgroup-manager=disabled", "run",
+                 "--bundle", bundle, "bench-crun"],
+        "bwrap": ["bwrap", "--bind", rootfs, "/", "--proc", "/proc", "--dev", "/dev",
+                  "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+                  "--unshare-cgroup", "--die-with-parent", "/bin/true"],
+        "unshare+chroot": ["unshare", "--mount", "--pid", "--fork", "--uts", "--ipc", "--net",
+                           "chroot", rootfs, "/bin/true"],
+    }
+
+
+def time_once(argv: list[str]) -> float | None:
+    start = time.perf_counter()
+    pid = os.posix_spawn(argv[0], argv, os.environ)
+    _, status = os.waitpid(pid, 0)
+    elapsed = time.perf_counter() - start
+    return elapsed if os.waitstatus_to_exitcode(status) == 0 else None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--rootfs", default=os.path.join(REPO, "rootfs"))
+    parser.add_argument("--json", help="write every sample here")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench/startup.py: run as root")
+    ensure_peers()
+    enter_pure_v2_namespace()
+    rootfs = os.path.abspath(args.rootfs)
+
+    with tempfile.TemporaryDirectory(prefix="mc-bench-") as work:
+        bundle = make_bundle(rootfs, work)
+        cmds = {}
+        for name, argv in commands(rootfs, bundle, work).items():
+            argv[0] = shutil.which(argv[0]) or argv[0]
+            if time_once(argv) is None:  # warm-up, and a check that it runs at all here
+                print(f"{name}: does not run here, left out", file=sys.stderr)
+                continue
+            cmds[name] = argv
+        samples: dict[str, list[float]] = {name: [] for name in cmds}
+        for _ in range(args.runs):
+            for name, argv in cmds.items():
+                t = time_once(argv)
+                if t is not None:
+                    samples[name].append(t)
+
+    base = statistics.median(samples["minicontainer"])
+    print(f"/bin/true in {rootfs}, {args.runs} runs each, interleaved; "
+          f"{os.cpu_count()} CPUs, kernel {os.uname().release}")
+    print(f"{'runtime':<16}{'median ms':>10}{'min':>8}{'p90':>8}   minicontainer / runtime")
+    for name, xs in samples.items():
+        xs.sort()
+        med = statistics.median(xs)
+        p90 = xs[int(len(xs) * 0.9) - 1]
+        print(f"{name:<16}{med * 1000:>10.1f}{xs[0] * 1000:>8.1f}{p90 * 1000:>8.1f}"
+              f"   {base / med:>6.2f}x")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({k: v for k, v in samples.items()}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
