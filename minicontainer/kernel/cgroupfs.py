@@ -40,7 +40,9 @@ def mounts() -> tuple[str | None, dict[str, str]]:
             sep = fields.index("-")
             fstype, options = fields[sep + 1], fields[sep + 3]
             point = fields[4].replace("\\040", " ")
-            if fstype == "cgroup2" and v2 is None:
+            # The last visible one wins: a later mount can hide an earlier one (a private
+            # namespace may mount a fresh cgroup2 over /sys/fs/cgroup, as bench/ does).
+            if fstype == "cgroup2" and os.path.exists(f"{point}/cgroup.procs"):
                 v2 = point
             elif fstype == "cgroup":
                 for opt in options.split(","):
