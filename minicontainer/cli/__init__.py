@@ -19,6 +19,8 @@ Usage: minicontainer [--root DIR] [--trace] COMMAND ...
 Commands:
   run [OPTIONS] ROOTFS COMMAND [ARG...]   run a command in a new container
   gc                                      remove what dead runtimes left behind
+  vm run [OPTIONS] ROOTFS COMMAND [ARG...]
+                                          run the same command in a virtual machine (QEMU)
 
 Global options:
   --root DIR    where runtime state lives (default /run/minicontainer)
@@ -28,7 +30,8 @@ Global options:
 Run 'minicontainer COMMAND --help' for a command's options.
 """
 
-VERBS = {"run": "minicontainer.cli.run", "gc": "minicontainer.cli.gc"}
+VERBS = {"run": "minicontainer.cli.run", "gc": "minicontainer.cli.gc",
+         "vm": "minicontainer.cli.vm"}
 
 
 def entry() -> None:

@@ -1,0 +1,170 @@
+"""`minicontainer vm run [OPTIONS] ROOTFS COMMAND [ARG...]`: the same rootfs and command as
+`run`, booted under QEMU with a real guest kernel (minicontainer/vm/).
+
+Flags that mean the same in both modes are spelled as `run` spells them (-e, -w, -h, -i, -t);
+parsing stops at the first argument that is not an option, as with `run`.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from minicontainer.errors import UsageError
+
+HELP = """\
+Usage: minicontainer vm run [OPTIONS] ROOTFS COMMAND [ARG...]
+
+Boot ROOTFS as a virtual machine (QEMU, a real guest kernel) and run COMMAND as its workload.
+Its output comes back here and its exit status becomes minicontainer's. ROOTFS is packed into
+an initramfs (cached by content) with a small init; it is never written to.
+
+Options:
+  -e, --env KEY[=VALUE]    set an environment variable (KEY alone: take the host's value)
+  -h, --hostname NAME      the guest's hostname
+  -w, --workdir DIR        working directory in the guest (created if missing)
+  -i, --interactive        keep stdin open (sent to the guest's console)
+  -t, --tty                a terminal: the command gets the guest's console as its tty
+  -m, --memory SIZE        guest memory, docker's syntax: 256m, 1g (default 128m)
+      --cpus N             virtual CPUs (default 1)
+      --devices MODEL      virtio (default): paravirtualized virtio-blk and virtio-net on
+                           QEMU's microvm machine; emulated: an IDE disk and an e1000 NIC
+                           on a PC, driven as real hardware
+      --kernel PATH        the guest kernel (bzImage or vmlinux); default: the host's
+                           /boot/vmlinuz-$(uname -r), else Debian's linux-image-amd64
+                           fetched into /var/cache/minicontainer
+      --accel auto|kvm|tcg auto (default): KVM if a test guest really runs under it
+      --timeout SECONDS    stop the guest after this long (exit 125)
+      --stats FILE         write the run's figures (times, memory, guest kernel) as JSON
+      --verbose            show the guest kernel's boot messages
+
+Exit status: the command's own; 125 if minicontainer or the VM failed.
+"""
+
+# flag -> (field, takes a value)
+FLAGS = {
+    "-e": ("env", True), "--env": ("env", True),
+    "-h": ("hostname", True), "--hostname": ("hostname", True),
+    "-w": ("workdir", True), "--workdir": ("workdir", True),
+    "-i": ("interactive", False), "--interactive": ("interactive", False),
+    "-t": ("tty", False), "--tty": ("tty", False),
+    "-m": ("memory", True), "--memory": ("memory", True),
+    "--cpus": ("cpus", True),
+    "--devices": ("devices", True),
+    "--kernel": ("kernel", True),
+    "--accel": ("accel", True),
+    "--timeout": ("timeout", True),
+    "--stats": ("stats", True),
+    "--verbose": ("verbose", False),
+    "--help": ("help", False),
+}
+
+
+def parse(args: list[str], flags: dict, repeatable=("env",)) -> tuple[dict, list[str]]:
+    """Split ARGS into {field: value} and positionals, as cli/run.py does (bundled short
+    flags, --flag=value, -eKEY=VALUE, `--` ends the options)."""
+    opts: dict = {k: [] for k in repeatable}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            i += 1
+            break
+        if not arg.startswith("-") or arg == "-":
+            break
+        name, eq, inline = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+        if name not in flags and not arg.startswith("--") and len(arg) > 2:
+            if flags.get(arg[:2], (None, False))[1]:
+                name, eq, inline = arg[:2], "=", arg[2:]
+            else:
+                args[i:i + 1] = [f"-{c}" for c in arg[1:]]
+                continue
+        if name not in flags:
+            raise UsageError(f"unknown flag: {name}")
+        field, takes_value = flags[name]
+        if takes_value:
+            if eq:
+                value = inline
+            elif i + 1 < len(args):
+                i += 1
+                value = args[i]
+            else:
+                raise UsageError(f"flag needs an argument: {name}")
+        elif eq:
+            raise UsageError(f"flag {name} takes no value")
+        else:
+            value = True
+        if field in repeatable:
+            opts[field].append(value)
+        else:
+            opts[field] = value
+        i += 1
+    return opts, args[i:]
+
+
+def env_of(items: list[str]) -> dict:
+    env = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not key:
+            raise UsageError(f"invalid environment variable: {item!r}")
+        if eq:
+            env[key] = value
+        elif key in os.environ:
+            env[key] = os.environ[key]
+    return env
+
+
+def config_of(opts: dict, rootfs: str, command: list[str]):
+    """The VMConfig for parsed options (shared with `compare`)."""
+    from minicontainer.vm.launch import VMConfig, parse_memory
+
+    workdir = opts.get("workdir", "/")
+    if not workdir.startswith("/"):
+        raise UsageError(f"the working directory {workdir!r} must be an absolute path")
+    cpus = _number(opts.get("cpus", "1"), "--cpus", int)
+    timeout = _number(opts["timeout"], "--timeout", float) if "timeout" in opts else None
+    accel = opts.get("accel", "auto")
+    if accel not in ("auto", "kvm", "tcg"):
+        raise UsageError(f"--accel {accel!r}: choose auto, kvm or tcg")
+    return VMConfig(rootfs=os.path.abspath(rootfs), args=command, env=env_of(opts["env"]),
+                    workdir=workdir, hostname=opts.get("hostname"), kernel=opts.get("kernel"),
+                    devices=opts.get("devices", "virtio"),
+                    memory_mib=parse_memory(opts["memory"]) if "memory" in opts else 128,
+                    cpus=cpus, interactive=bool(opts.get("interactive")),
+                    tty=bool(opts.get("tty")), accel=accel, timeout=timeout,
+                    verbose=bool(opts.get("verbose")))
+
+
+def _number(text: str, flag: str, kind):
+    try:
+        value = kind(text)
+    except ValueError:
+        value = -1
+    if value <= 0:
+        raise UsageError(f"{flag} {text!r}: want a positive number")
+    return value
+
+
+def main(args: list[str], root: str | None) -> int:
+    if not args or args[0] in ("--help", "-h", "help"):
+        sys.stdout.write(HELP)
+        return 0 if args else 125
+    if args[0] != "run":
+        raise UsageError(f"unknown vm command {args[0]!r}: try 'minicontainer vm run --help'")
+    opts, positionals = parse(args[1:], FLAGS)
+    if opts.get("help"):
+        sys.stdout.write(HELP)
+        return 0
+    if len(positionals) < 2:
+        raise UsageError('"vm run" needs a rootfs and a command: minicontainer vm run ROOTFS COMMAND [ARG...]')
+    config = config_of(opts, positionals[0], positionals[1:])
+
+    from minicontainer.vm.launch import run_vm
+
+    result = run_vm(config)
+    if "stats" in opts:
+        import json
+
+        with open(opts["stats"], "w") as f:
+            json.dump(result.as_dict(), f, indent=2)
+    return result.status
