@@ -119,6 +119,13 @@ def pivot_root(new_root: str, put_old: str) -> None:
     _call("pivot_root", lib.mc_pivot_root(new_root.encode(), put_old.encode()), new_root, put_old)
 
 
+def fork(flags: int = 0, cgroup_fd: int = -1) -> int:
+    """fork() through clone3: the child starts in the new namespaces in `flags` (CLONE_NEWPID
+    makes it PID 1 of a new pid namespace) and, given a cgroup directory fd, in that cgroup.
+    Returns 0 in the child and the child's pid in the parent."""
+    return _call("clone3", lib.mc_fork(flags, cgroup_fd), flags, cgroup_fd)
+
+
 def sethostname(name: str) -> None:
     raw = name.encode()
     _call("sethostname", lib.sethostname(raw, len(raw)), name)
