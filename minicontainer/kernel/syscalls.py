@@ -57,6 +57,20 @@ NAMESPACE_FLAGS = {
 
 TRACE = bool(os.environ.get("MINICONTAINER_TRACE"))
 
+_CLONE_NAMES = {v: f"CLONE_NEW{k.upper() if k != 'mnt' else 'NS'}" for k, v in NAMESPACE_FLAGS.items()}
+_MOUNT_NAMES = {MS_RDONLY: "MS_RDONLY", MS_NOSUID: "MS_NOSUID", MS_NODEV: "MS_NODEV",
+                MS_NOEXEC: "MS_NOEXEC", MS_REMOUNT: "MS_REMOUNT", MS_BIND: "MS_BIND",
+                MS_MOVE: "MS_MOVE", MS_REC: "MS_REC", MS_PRIVATE: "MS_PRIVATE",
+                MS_SLAVE: "MS_SLAVE", MS_STRICTATIME: "MS_STRICTATIME", MS_RELATIME: "MS_RELATIME"}
+_UMOUNT_NAMES = {MNT_DETACH: "MNT_DETACH"}
+_PRCTL_NAMES = {PR_SET_PDEATHSIG: "PR_SET_PDEATHSIG", PR_SET_NO_NEW_PRIVS: "PR_SET_NO_NEW_PRIVS",
+                PR_CAP_AMBIENT: "PR_CAP_AMBIENT", PR_SET_KEEPCAPS: "PR_SET_KEEPCAPS",
+                PR_SET_CHILD_SUBREAPER: "PR_SET_CHILD_SUBREAPER"}
+# (call, argument index) -> how to spell that argument in a trace
+_FLAG_ARGS = {("unshare", 0): _CLONE_NAMES, ("clone3", 0): _CLONE_NAMES,
+              ("setns", 1): _CLONE_NAMES, ("mount", 3): _MOUNT_NAMES,
+              ("umount2", 1): _UMOUNT_NAMES, ("prctl", 0): _PRCTL_NAMES}
+
 
 class SyscallError(OSError):
     """A syscall failed: carries the call, its arguments and errno."""
@@ -83,13 +97,42 @@ def _show(value) -> str:
     return repr(value)
 
 
+def _flag_names(value: int, names: dict[int, str]) -> str:
+    parts = [n for bit, n in names.items() if value & bit]
+    rest = value & ~sum(bit for bit in names if value & bit)
+    if rest:
+        parts.append(hex(rest))
+    return "|".join(parts) or "0"
+
+
+def _trace(name: str, rc: int, args: tuple, err: int) -> None:
+    """One line per call, flags spelled out, so `--trace` reads like the docs."""
+    shown = []
+    for i, a in enumerate(args):
+        names = _FLAG_ARGS.get((name, i))
+        if names is None or not isinstance(a, int):
+            shown.append(_show(a))
+        elif names is _PRCTL_NAMES:
+            shown.append(names.get(a, str(a)))
+        else:
+            shown.append(_flag_names(a, names))
+    result = f"-1 {_errno_name(err)}" if rc == -1 else str(rc)
+    sys.stderr.write(f"[trace {os.getpid()}] {name}({', '.join(shown)}) = {result}\n")
+
+
+def note(text: str) -> None:
+    """Narrate a step made outside this module (os.execve, python-prctl) in the trace."""
+    if TRACE:
+        sys.stderr.write(f"[trace {os.getpid()}] {text}\n")
+
+
 def _call(name: str, rc: int, *args) -> int:
     """The choke point: trace, then turn a -1 into a SyscallError with errno."""
+    err = ffi.errno if rc == -1 else 0
     if TRACE:
-        shown = ", ".join(_show(a) for a in args)
-        sys.stderr.write(f"[trace {os.getpid()}] {name}({shown}) = {rc}\n")
+        _trace(name, rc, args, err)
     if rc == -1:
-        raise SyscallError(name, args, ffi.errno)
+        raise SyscallError(name, args, err)
     return rc
 
 

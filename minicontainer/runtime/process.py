@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 
 from minicontainer.errors import CannotExecute, CommandNotFound, ContainerError
-from minicontainer.kernel import caps
+from minicontainer.kernel import caps, syscalls
 from minicontainer.spec import DEFAULT_PATH
 
 
@@ -94,7 +94,9 @@ def drop_privileges(user: User, security) -> None:
     permitted and inheritable sets; no_new_privs last."""
     keep = frozenset(security.capabilities)
     if not security.privileged:
+        syscalls.note(f"capabilities: bounding set and effective/permitted limited to {sorted(keep)}")
         caps.limit_bounding(keep)
+    syscalls.note(f"setgroups({user.groups}), setgid({user.gid}), setuid({user.uid})")
     os.setgroups(user.groups)
     os.setgid(user.gid)
     os.setuid(user.uid)
@@ -105,6 +107,7 @@ def drop_privileges(user: User, security) -> None:
 
 
 def exec_command(path: str, args: list[str], env: dict) -> None:
+    syscalls.note(f"execve({path!r}, {args!r})")
     try:
         os.execve(path, args, env)
     except FileNotFoundError:  # e.g. a script whose interpreter is missing
