@@ -126,7 +126,10 @@ def config_of(opts: dict, rootfs: str, command: list[str]):
     accel = opts.get("accel", "auto")
     if accel not in ("auto", "kvm", "tcg"):
         raise UsageError(f"--accel {accel!r}: choose auto, kvm or tcg")
-    return VMConfig(rootfs=os.path.abspath(rootfs), args=command, env=env_of(opts["env"]),
+    env = env_of(opts["env"])
+    if opts.get("tty") and "TERM" in os.environ:
+        env.setdefault("TERM", os.environ["TERM"])  # as docker -t does
+    return VMConfig(rootfs=os.path.abspath(rootfs), args=command, env=env,
                     workdir=workdir, hostname=opts.get("hostname"), kernel=opts.get("kernel"),
                     devices=opts.get("devices", "virtio"),
                     memory_mib=parse_memory(opts["memory"]) if "memory" in opts else 128,

@@ -37,7 +37,8 @@ DEVICE_MODULES = {
 # The guest's PID 1. The kernel hands it `key=value` words of its command line as environment
 # (mcmods, mcdisk, mctty...) and the words after `--` as arguments: the run's settings,
 # each as TYPE:BASE64 (a: argument, e: KEY=VALUE, w: working directory, h: hostname).
-# It ends by printing a marker the host parses: \001MC-EXIT status mem_used_kib release\001.
+# It prints \001MC-READY\001 once the console is set up (the host holds stdin back until then)
+# and ends with a marker the host parses: \001MC-EXIT status mem_used_kib release\001.
 INIT = r"""#!/.minicontainer/busybox sh
 B=/.minicontainer/busybox
 $B mkdir -p /proc /sys /dev /tmp /run
@@ -82,11 +83,13 @@ $B mkdir -p "$wd" && cd "$wd"
 if [ "$mctty" = 1 ]; then
     export TERM=${TERM:-xterm}
     $B stty -F /dev/$mcconsole rows ${mcrows:-24} cols ${mccols:-80} 2>/dev/null
+    $B printf '\001MC-READY\001' >/dev/$mcconsole
     $B setsid -c "$@" </dev/$mcconsole >/dev/$mcconsole 2>&1
     status=$?
 else
     # exact bytes out (no \n -> \r\n), no echo of what -i sends in
     $B stty -F /dev/$mcconsole -onlcr -echo 2>/dev/null
+    $B printf '\001MC-READY\001' >/dev/$mcconsole  # the host sends stdin from now on
     if [ "$mcstdin" = 1 ]; then "$@"; else "$@" </dev/null; fi
     status=$?
 fi

@@ -34,6 +34,7 @@ from minicontainer.errors import ContainerError
 QEMU = "qemu-system-x86_64"
 COMMAND_LINE_SIZE = 2048  # the x86 kernel's limit, including the terminating NUL
 MARKER = b"\x01MC-EXIT "
+READY = b"\x01MC-READY\x01"
 
 # What the guest kernel may skip: it lives for one command and is thrown away. loglevel=3
 # rather than quiet: microvm has no PCI bus and the kernel says so at KERN_ERR; only
@@ -211,20 +212,21 @@ def boot(argv: list[str], *, interactive: bool = False, tty: bool = False, out=N
 
 
 def _relay(proc, out_fd: int, interactive: bool, tty: bool, start: float, timeout):
-    """Copy guest console -> out_fd until QEMU closes it, holding back the marker. Returns
-    (the marker's tail of the console output, QEMU's stderr)."""
-    pending = b""     # console bytes not yet written: maybe the start of the marker
-    tail = b""        # from the marker on
+    """Copy guest console -> out_fd until QEMU closes it. The init announces READY once the
+    console is set up (what arrives earlier would be echoed or lost), so our stdin is only
+    forwarded after it; the EXIT marker and what follows are held back and returned, with
+    QEMU's stderr."""
+    pending = b""     # console bytes not yet written: maybe the start of a marker
+    tail = b""        # from the EXIT marker on
     errors = b""
+    ready = False
     fds = {proc.stdout.fileno(): "out", proc.stderr.fileno(): "err"}
-    if interactive:
-        fds[0] = "in"
     while "out" in fds.values() or "err" in fds.values():
         wait = None if timeout is None else max(0.0, start + timeout - time.monotonic())
-        ready, _, _ = select.select(list(fds), [], [], wait)
-        if not ready:
+        ready_fds, _, _ = select.select(list(fds), [], [], wait)
+        if not ready_fds:
             raise ContainerError(f"the guest did not finish within {timeout:g} s")
-        for fd in ready:
+        for fd in ready_fds:
             kind = fds[fd]
             if kind == "in":
                 data = os.read(0, 65536)
@@ -251,6 +253,18 @@ def _relay(proc, out_fd: int, interactive: bool, tty: bool, start: float, timeou
                 tail += data
                 continue
             pending += data
+            if not ready:
+                at = pending.find(READY)
+                if at < 0:
+                    keep = _partial_suffix(pending, READY)
+                    _write_all(out_fd, pending[:len(pending) - keep])
+                    pending = pending[len(pending) - keep:]
+                    continue
+                _write_all(out_fd, pending[:at])
+                pending = pending[at + len(READY):]
+                ready = True
+                if interactive:
+                    fds[0] = "in"
             at = pending.find(MARKER)
             if at >= 0:
                 _write_all(out_fd, pending[:at])
