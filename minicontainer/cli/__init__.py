@@ -21,6 +21,8 @@ Commands:
   gc                                      remove what dead runtimes left behind
   vm run [OPTIONS] ROOTFS COMMAND [ARG...]
                                           run the same command in a virtual machine (QEMU)
+  compare [OPTIONS] ROOTFS -- COMMAND [ARG...]
+                                          measure it as a container and as virtual machines
 
 Global options:
   --root DIR    where runtime state lives (default /run/minicontainer)
@@ -31,7 +33,7 @@ Run 'minicontainer COMMAND --help' for a command's options.
 """
 
 VERBS = {"run": "minicontainer.cli.run", "gc": "minicontainer.cli.gc",
-         "vm": "minicontainer.cli.vm"}
+         "vm": "minicontainer.cli.vm", "compare": "minicontainer.cli.compare"}
 
 
 def entry() -> None:

@@ -34,6 +34,9 @@ Options:
                            fetched into /var/cache/minicontainer
       --accel auto|kvm|tcg auto (default): KVM if a test guest really runs under it
       --timeout SECONDS    stop the guest after this long (exit 125)
+      --guestfwd GUEST_PORT:HOST_PORT
+                           let the guest reach 127.0.0.1:HOST_PORT on the host at
+                           10.0.2.100:GUEST_PORT (the guest can reach nothing else)
       --stats FILE         write the run's figures (times, memory, guest kernel) as JSON
       --verbose            show the guest kernel's boot messages
 
@@ -54,12 +57,13 @@ FLAGS = {
     "--accel": ("accel", True),
     "--timeout": ("timeout", True),
     "--stats": ("stats", True),
+    "--guestfwd": ("guestfwd", True),
     "--verbose": ("verbose", False),
     "--help": ("help", False),
 }
 
 
-def parse(args: list[str], flags: dict, repeatable=("env",)) -> tuple[dict, list[str]]:
+def parse(args: list[str], flags: dict, repeatable=("env", "guestfwd")) -> tuple[dict, list[str]]:
     """Split ARGS into {field: value} and positionals, as cli/run.py does (bundled short
     flags, --flag=value, -eKEY=VALUE, `--` ends the options)."""
     opts: dict = {k: [] for k in repeatable}
@@ -135,7 +139,15 @@ def config_of(opts: dict, rootfs: str, command: list[str]):
                     memory_mib=parse_memory(opts["memory"]) if "memory" in opts else 128,
                     cpus=cpus, interactive=bool(opts.get("interactive")),
                     tty=bool(opts.get("tty")), accel=accel, timeout=timeout,
+                    guestfwd=[_forward(f) for f in opts.get("guestfwd", [])],
                     verbose=bool(opts.get("verbose")))
+
+
+def _forward(text: str) -> tuple[int, int]:
+    guest, _, host = text.partition(":")
+    if not (guest.isdigit() and host.isdigit() and 0 < int(guest) < 65536 and 0 < int(host) < 65536):
+        raise UsageError(f"--guestfwd {text!r}: want GUEST_PORT:HOST_PORT")
+    return int(guest), int(host)
 
 
 def _number(text: str, flag: str, kind):
@@ -167,7 +179,10 @@ def main(args: list[str], root: str | None) -> int:
     result = run_vm(config)
     if "stats" in opts:
         import json
+        import resource
 
+        figures = result.as_dict()
+        figures["runtime_maxrss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         with open(opts["stats"], "w") as f:
-            json.dump(result.as_dict(), f, indent=2)
+            json.dump(figures, f, indent=2)
     return result.status
