@@ -74,6 +74,7 @@ def test_memory_max_oom_kills_at_the_limit_and_says_so(mc, rootfs):
     peak = stats(r.stderr)["memory peak"]
     value, unit = peak.split()
     assert unit == "MiB" and 24 <= float(value) <= 32, peak  # it reached the limit, not beyond
+    print("figures: -m 32m, dd bs=64M:", r.stderr.splitlines()[0], "| peak", peak)
     # The same command under a larger limit runs to the end: it was the limit that killed it.
     r = mc("run", "--memory", "96m", rootfs,
            "dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1", timeout=SLOW)
@@ -111,7 +112,8 @@ def test_pids_max_stops_a_fork_bomb_and_the_host_stays_responsive(mc_cmd, rootfs
         began = time.monotonic()
         for _ in range(5):
             subprocess.run(["/bin/true"], check=True, timeout=30)
-        assert time.monotonic() - began < 10
+        responsive = time.monotonic() - began
+        assert responsive < 10
         with open(f"{cgroup}/pids.current") as f:
             assert int(f.read()) <= 24
         with open(f"{cgroup}/pids.peak") as f:
@@ -120,6 +122,8 @@ def test_pids_max_stops_a_fork_bomb_and_the_host_stays_responsive(mc_cmd, rootfs
         p.wait(timeout=SLOW)
         err = p.stderr.read()
         assert re.search(r"pids\.max=24 refused \d+ fork", err), err
+        print(f"figures: fork bomb at --pids-limit 24: {err.strip()}; "
+              f"5 x /bin/true outside took {responsive:.2f} s")
     finally:
         if p.poll() is None:
             p.kill()
@@ -141,10 +145,14 @@ def test_cpu_max_throttles_a_busy_loop_to_its_quota(mc, rootfs):
     # 4 s of wall time at 0.5 CPU: 2 s of CPU, within 20%; throttled in most periods.
     assert 1.6 <= used <= 2.4, r.stderr
     assert periods >= 30 and throttled >= 0.7 * periods, r.stderr
+    print(f"figures: --cpus 0.5, 4 s busy loop: cpu {used:.3f} s, throttled {throttled} of "
+          f"{periods} periods ({s['cpu throttled']})")
     # Without the limit the same loop takes a whole CPU: the limit did the throttling.
     r = mc("run", "--stats", rootfs, *BUSY, timeout=SLOW)
     s = stats(r.stderr)
-    assert seconds(s["cpu time"], "user") + seconds(s["cpu time"], "system") >= 3.2, r.stderr
+    free = seconds(s["cpu time"], "user") + seconds(s["cpu time"], "system")
+    assert free >= 3.2, r.stderr
+    print(f"figures: unlimited, same loop: cpu {free:.3f} s")
 
 
 def test_cpuset_cpus_pins(mc, rootfs):
@@ -174,12 +182,15 @@ def _dd_rate(mc, rootfs, *flags, dd):
 
 def test_io_max_holds_writes_and_reads_near_the_limit(mc, rootfs):
     assert os.path.exists(DISK), "the guest lane attaches a scratch virtio disk"
-    rate = _dd_rate(mc, rootfs, "--device-write-bps", f"{DISK}:1m", dd=WRITE)
-    assert 0.75 <= rate <= 1.2, rate  # MiB/s, against a limit of 1 MiB/s
-    rate = _dd_rate(mc, rootfs, "--device-read-bps", f"{DISK}:2m", dd=READ)
-    assert 1.5 <= rate <= 2.4, rate
+    write = _dd_rate(mc, rootfs, "--device-write-bps", f"{DISK}:1m", dd=WRITE)
+    assert 0.75 <= write <= 1.2, write  # MiB/s, against a limit of 1 MiB/s
+    read = _dd_rate(mc, rootfs, "--device-read-bps", f"{DISK}:2m", dd=READ)
+    assert 1.5 <= read <= 2.4, read
     # Unlimited, the same write is much faster: the limit is what held it.
-    assert _dd_rate(mc, rootfs, dd=WRITE) > 3
+    free = _dd_rate(mc, rootfs, dd=WRITE)
+    assert free > 3
+    print(f"figures: O_DIRECT 3 MiB to /dev/vda: write at 1m {write:.2f} MiB/s, read at 2m "
+          f"{read:.2f} MiB/s, unlimited write {free:.1f} MiB/s")
 
 
 # --- two at once ----------------------------------------------------------------------------
