@@ -30,7 +30,7 @@ from minicontainer.vm import kernel as kernels
 
 # Which modules each device model needs; loaded by the init for groups named in `mcmods=`.
 DEVICE_MODULES = {
-    "virtio": ["virtio_mmio", "virtio_pci", "virtio_blk", "virtio_net"],
+    "virtio": ["virtio_mmio", "virtio_blk", "virtio_net"],  # microvm: no PCI, so no virtio_pci
     "emulated": ["ata_piix", "sd_mod", "e1000"],
 }
 
