@@ -229,3 +229,23 @@ def test_sizes_like_dockers():
     assert parse_size("-m", "64KiB") == 64 << 10
     assert parse_size("-m", "10mb") == 10 << 20
     assert parse_size("-m", "4096") == 4096
+
+
+def test_concurrent_containers_share_and_remove_the_parent(mc, rootfs, parent):
+    """Containers of one state root start and end at once: each removes the parent when it
+    thinks it is the last, and a container being created re-makes it (no ENOENT, no leak)."""
+    import threading
+
+    codes = []
+
+    def run():
+        for _ in range(4):
+            codes.append(mc("run", rootfs, "/bin/true").returncode)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert codes == [0] * 16
+    assert not os.path.exists(parent)

@@ -118,8 +118,8 @@ def create(spec, container) -> str | None:
     path = f"{parent}/{container.id}"
     container.own("cgroup", path)
     for attempt in range(10):
-        _ensure_parent(v2, parent, need)
         try:
+            _ensure_parent(v2, parent, need)
             cgroupfs.mkdir(path)
             break
         except CgroupError as e:
@@ -138,9 +138,10 @@ def create(spec, container) -> str | None:
 
 def _ensure_parent(v2: str, parent: str, need: set[str]) -> None:
     try:
-        os.mkdir(parent)
-    except FileExistsError:
-        pass
+        cgroupfs.mkdir(parent)
+    except CgroupError as e:
+        if e.errno != 17:  # EEXIST: other containers of this state root run
+            raise
     for level in (v2, parent):
         missing = need - cgroupfs.subtree_control(level)
         if missing:
