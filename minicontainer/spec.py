@@ -38,17 +38,20 @@ class _Record:
 class Mount(_Record):
     """A mount inside the container: kind is 'bind' (source is a host path) or 'tmpfs'."""
 
-    __slots__ = ("kind", "source", "target", "readonly", "options")
-    _defaults = {"readonly": False, "options": ""}
+    __slots__ = ("kind", "source", "target", "readonly", "options", "flags")
+    # flags: more MS_* flags for the mount (nosuid, nodev, noexec from an OCI config)
+    _defaults = {"readonly": False, "options": "", "flags": 0}
 
 
 class Process(_Record):
     """What runs: argv, environment, working directory, user ('uid[:gid]' or a name, resolved
     in the container's /etc/passwd), terminal (-t), stdin kept open (-i), and --init."""
 
-    __slots__ = ("args", "env", "cwd", "user", "terminal", "interactive", "init")
+    __slots__ = ("args", "env", "cwd", "user", "terminal", "interactive", "init", "rlimits",
+                 "umask")
+    # rlimits: [(resource number, soft, hard)] (OCI process.rlimits); umask: None keeps ours
     _defaults = {"env": {}, "cwd": "/", "user": None, "terminal": False, "interactive": False,
-                 "init": False}
+                 "init": False, "rlimits": [], "umask": None}
 
 
 class Root(_Record):
@@ -80,6 +83,11 @@ class Resources(_Record):
 
 class ContainerSpec(_Record):
     __slots__ = ("root", "process", "hostname", "name", "mounts", "namespaces", "security",
-                 "network", "resources")
+                 "network", "resources", "namespace_paths", "devices", "sysctl",
+                 "masked_paths", "readonly_paths")
+    # namespace_paths: {"net": "/proc/..."}: join these namespaces instead of new ones
+    # devices: [(path, "c"|"b", major, minor, mode, uid, gid)] made in /dev; sysctl: {key: value};
+    # masked_paths, readonly_paths: None means runc's defaults (runtime/rootfs.py)
     _defaults = {"hostname": None, "name": None, "mounts": [], "namespaces": DEFAULT_NAMESPACES,
-                 "network": "none"}
+                 "network": "none", "namespace_paths": {}, "devices": [],
+                 "sysctl": {}, "masked_paths": None, "readonly_paths": None}

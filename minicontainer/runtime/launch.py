@@ -4,7 +4,7 @@
     --------------------                      -----------------------------
     check the spec, gc dead containers
     record the container (state store)
-    unshare(NEWPID), fork, setns back  ──>    PID 1 of a new pid namespace
+    clone3: new pid namespace, own cgroup ──> PID 1 of a new pid namespace
                                               die if the runtime dies (PDEATHSIG)
                                               unshare mnt, uts, ipc, net, cgroup
                                               overlay root, /proc, /dev, /sys, volumes
@@ -14,6 +14,16 @@
                          <──   EOF     ──     on success: execve closes the pipe
     forward signals / relay the terminal
     wait, remove everything the container owned, return its status
+
+Three ways in, one sequence (`_spawn`):
+    run          the above, in the foreground
+    run_detached run -d: a small supervising process (the shim) does the above with the
+                 container's output going to its log file, records the exit status, cleans up
+    create       OCI create: the child does everything up to execve, then blocks opening its
+                 exec fifo for writing; `start` (runtime/lifecycle.py) opens it for reading
+                 and the child goes on to execve. It closes the error pipe when blocking,
+                 which tells `create` that the container exists, and `create` exits 0.
+In the last two the container must outlive the process that made it: no PDEATHSIG at execve.
 
 The parent imports little on purpose (see docs/run.md, "Why it is fast"): every module
 loaded here costs start-up time for every container.
@@ -34,11 +44,25 @@ from minicontainer.runtime.state import StateStore
 FORWARDED_SIGNALS = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT)
 
 
+class _How:
+    """What differs between the ways in. foreground: the container dies with its runtime;
+    exec_fifo: block before execve until `start`; log_fd: the container's stdout and stderr."""
+
+    __slots__ = ("foreground", "exec_fifo", "log_fd")
+
+    def __init__(self, foreground=True, exec_fifo=None, log_fd=None):
+        self.foreground, self.exec_fifo, self.log_fd = foreground, exec_fifo, log_fd
+
+
+FOREGROUND = _How()
+
+
 def run(spec, store: StateStore) -> int:
     """Run one container to completion; return its exit status (docker's convention)."""
     _check_spec(spec)
     store.collect_garbage()
-    container = store.create(spec.name, spec.root.path, spec.process.args)
+    container = store.create(spec.name, spec.root.path, spec.process.args,
+                             exec=exec_defaults(spec))
     try:
         return _launch(spec, container)
     finally:
@@ -56,6 +80,21 @@ def _check_spec(spec) -> None:
 
 
 def _launch(spec, container) -> int:
+    pid, master, alive_w = _spawn(spec, container, FOREGROUND)
+    if master is not None:
+        from minicontainer.runtime.terminal import relay
+
+        relay(master, pid, interactive=spec.process.interactive)
+    status = _wait(pid)
+    cgroups.report(spec, container.cgroup, status)
+    os.close(alive_w)
+    return status
+
+
+def _spawn(spec, container, how: _How):
+    """Fork the container's first process and see it through its set-up; returns its pid,
+    the pty master (-t) and the pipe end whose closing tells the child its runtime is gone.
+    On failure the child is reaped and the error it reported is raised."""
     container.cgroup = cgroups.create(spec, container)  # limits in place before the child joins
     hostname = spec.hostname or container.id[:12]
     winsize = _terminal_size() if spec.process.terminal else None
@@ -71,11 +110,13 @@ def _launch(spec, container) -> int:
         os.close(alive_w)
         if ready_r is not None:
             os.close(ready_r)
-        _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console)
+        _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console, how)
 
     os.close(err_w)
     os.close(alive_r)
     try:
+        if not how.foreground:
+            container.started(pid)  # so that gc can kill a child whose `create` died
         if steps:
             os.close(ready_w)
             # The child has its namespaces now: do what must be done from outside them.
@@ -85,8 +126,9 @@ def _launch(spec, container) -> int:
                 os.write(alive_w, b"g")
             os.close(ready_r)
         master = console.receive_master() if console else None
-        for sig in FORWARDED_SIGNALS:
-            _signal.signal(sig, lambda signum, frame: _kill(pid, signum))
+        if how.foreground:
+            for sig in FORWARDED_SIGNALS:
+                _signal.signal(sig, lambda signum, frame: _kill(pid, signum))
         failure = _read_all(err_r)
     except BaseException:
         _kill(pid, _signal.SIGKILL)
@@ -96,15 +138,137 @@ def _launch(spec, container) -> int:
         os.waitpid(pid, 0)
         kind, _, message = failure.decode(errors="replace").partition("\n")
         raise BY_KIND.get(kind, ContainerError)(message)
+    if how.foreground:
+        container.started(pid, status="running")  # for exec, ps and stop from elsewhere
+    return pid, master, alive_w
 
-    if master is not None:
-        from minicontainer.runtime.terminal import relay
 
-        relay(master, pid, interactive=spec.process.interactive)
-    status = _wait(pid)
-    cgroups.report(spec, container.cgroup, status)
-    os.close(alive_w)
-    return status
+def run_detached(spec, store: StateStore, auto_remove: bool = False) -> str:
+    """run -d: start the container under a shim and return its id once it runs (or raise
+    why it could not start). The shim outlives us, records the exit status and cleans up."""
+    _check_spec(spec)
+    store.collect_garbage()
+    container = store.create(spec.name, spec.root.path, spec.process.args, mode="detached",
+                             auto_remove=auto_remove, log=None, exec=exec_defaults(spec))
+    report_r, report_w = os.pipe()
+    if os.fork() == 0:
+        os.close(report_r)
+        _shim(spec, container, report_w)
+    os.close(report_w)
+    failure = _read_all(report_r)
+    if failure:
+        kind, _, message = failure.decode(errors="replace").partition("\n")
+        raise BY_KIND.get(kind, ContainerError)(message)
+    return container.id
+
+
+def _shim(spec, container, report_w: int) -> None:
+    """The supervising process of a detached container (conmon's job for podman). Never
+    returns. Its own stdio are the container's: /dev/null in, the log file out."""
+    code = 0
+    try:
+        os.setsid()  # no terminal: ^C or a closing terminal must not reach it
+        for sig in (_signal.SIGINT, _signal.SIGHUP, _signal.SIGPIPE):
+            _signal.signal(sig, _signal.SIG_IGN)
+        log = os.path.join(container.dir, "container.log")
+        log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        null = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(null, 0)
+        if not spec.process.terminal:
+            os.dup2(log_fd, 1)
+            os.dup2(log_fd, 2)
+        from minicontainer.runtime.state import _process_start_time
+
+        container.update(runtime_pid=os.getpid(), runtime_start=_process_start_time(os.getpid()),
+                         log=log)
+        try:
+            pid, master, alive_w = _spawn(spec, container, _How(foreground=False, log_fd=log_fd))
+        except BaseException as e:
+            _report(report_w, type(e).__name__ if isinstance(e, ContainerError) else
+                    "ContainerError", str(e))
+            os.close(report_w)
+            container.remove()
+            os._exit(125)
+        container.update(status="running")
+        os.close(report_w)  # EOF: `run -d` prints the id and returns
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        if master is not None:
+            _copy_until_closed(master, log_fd)
+        status = _wait(pid)
+        cgroups.report(spec, container.cgroup, status)  # OOM kill and such, into the log
+        from minicontainer.runtime.state import now
+
+        container.update(status="stopped", exit_code=status, finished=now())
+        if container.record.get("auto_remove"):
+            container.remove()
+        else:
+            container.release()
+    except BaseException:
+        code = 125  # the record stays; gc reconciles it
+    os._exit(code)
+
+
+def _copy_until_closed(master: int, out: int) -> None:
+    """-dt: the container's terminal output goes to its log."""
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the last holder of the pty's other end has exited
+            break
+        if not data:
+            break
+        _write_all(out, data)
+    os.close(master)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def create(spec, store: StateStore, cid: str, bundle: str, annotations: dict,
+           pid_file: str | None = None, console_socket: str | None = None) -> None:
+    """OCI create: everything but the execve, which waits for `start`. The container's first
+    process stays a child of ours until we exit, then belongs to whoever reaps orphans here
+    (conmon is a child subreaper for exactly this)."""
+    _check_spec(spec)
+    store.collect_garbage()
+    container = store.create(None, spec.root.path, spec.process.args, cid=cid, mode="oci",
+                             bundle=bundle, annotations=annotations, exec=exec_defaults(spec))
+    pid = None
+    try:
+        fifo = os.path.join(container.dir, "exec.fifo")
+        os.mkfifo(fifo, 0o622)  # the container's user, whoever it is, opens it for writing
+        pid, master, alive_w = _spawn(spec, container, _How(foreground=False, exec_fifo=fifo))
+        if master is not None:
+            from minicontainer.runtime.terminal import send_console
+
+            send_console(console_socket, master)
+        container.update(status="created", runtime_pid=None, runtime_start=None)
+        if pid_file:
+            _write_file(pid_file, str(pid))
+    except BaseException:
+        if pid is not None:
+            _kill(pid, _signal.SIGKILL)
+            os.waitpid(pid, 0)
+        container.remove()
+        raise
+
+
+def exec_defaults(spec) -> dict:
+    """What `exec` takes from the container by default (kept in its record)."""
+    sec = spec.security
+    return {"env": spec.process.env, "user": spec.process.user, "cwd": spec.process.cwd,
+            "hostname": spec.hostname, "capabilities": sorted(sec.capabilities),
+            "no_new_privs": sec.no_new_privs, "privileged": sec.privileged}
+
+
+def _write_file(path: str, text: str) -> None:
+    """Atomically, as runc writes pid files (a reader never sees an empty one)."""
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.rename(path + ".tmp", path)
 
 
 def _outside_steps(spec, container) -> list:
@@ -128,7 +292,7 @@ def _fork(spec, cgroup: str | None) -> int:
             os.close(fd)
 
 
-def _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console) -> None:
+def _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console, how) -> None:
     """Everything between fork and execve, in the order of docs/run.md. Never returns.
 
     After switch_root the host's Python library is out of reach: every module this function
@@ -141,7 +305,16 @@ def _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console)
             null = os.open("/dev/null", os.O_RDONLY)
             os.dup2(null, 0)
             os.close(null)
+        if how.log_fd is not None and not spec.process.terminal:
+            os.dup2(how.log_fd, 1)
+            os.dup2(how.log_fd, 2)
+        # O_PATH: after pivot_root the fifo is out of reach by name, but not through this fd
+        fifo = os.open(how.exec_fifo, os.O_PATH | os.O_CLOEXEC) if how.exec_fifo else None
 
+        for ns, path in spec.namespace_paths.items():  # join these (container:NAME)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            syscalls.setns(fd, syscalls.NAMESPACE_FLAGS[ns])
+            os.close(fd)
         flags = 0
         for ns in spec.namespaces:
             if ns != "pid":
@@ -157,6 +330,8 @@ def _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console)
         rootfs.make_mounts_private()
         root = rootfs.mount_root(spec, container)
         rootfs.mount_system(root, readonly)
+        if spec.devices or spec.sysctl:
+            rootfs.oci_extras(root, spec.devices, spec.sysctl)
         if console:
             from minicontainer.runtime import terminal  # before switch_root: see below
         slave = console.open_in(root, winsize) if console else None
@@ -168,7 +343,7 @@ def _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console)
         if "net" in spec.namespaces:
             syscalls.loopback_up()
         rootfs.switch_root(root, spec.root.pivot_root)
-        rootfs.mask_paths()
+        rootfs.mask_paths(spec.masked_paths, spec.readonly_paths)
 
         user = process.resolve_user(spec.process.user)
         env = process.build_env(spec.process.env, hostname, user, spec.process.terminal)
@@ -177,6 +352,17 @@ def _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console)
             os.makedirs(cwd, 0o755)  # docker creates a missing working directory
         if slave is not None:
             terminal.become_session_leader(slave)
+        if spec.process.rlimits:
+            process.set_rlimits(spec.process.rlimits)
+        if spec.process.umask is not None:
+            os.umask(spec.process.umask)
+        if not how.foreground:
+            syscalls.prctl(syscalls.PR_SET_PDEATHSIG, 0)  # outlive whoever made us
+            if fifo is not None:  # OCI create: report what exec would fail on, then wait
+                process.find_executable(spec.process.args[0], env.get("PATH", ""))
+                os.close(err_w)
+                err_w = -1
+                _wait_for_start(fifo)
         process.drop_privileges(user, spec.security)
         os.chdir(cwd)
         path = process.find_executable(spec.process.args[0], env.get("PATH", ""))
@@ -185,11 +371,20 @@ def _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console)
         process.exec_command(path, spec.process.args, env)
     except ContainerError as e:
         _report(err_w, type(e).__name__, str(e))
+        os._exit(e.exit_code)
     except OSError as e:
         _report(err_w, "ContainerError", str(e))
     except BaseException as e:  # a bug: still one line, and no traceback from the child
         _report(err_w, "ContainerError", f"{type(e).__name__}: {e}")
     os._exit(125)
+
+
+def _wait_for_start(fifo: int) -> None:
+    """Block until `start` opens the other end, then tell it we go on (runc's exec.fifo)."""
+    fd = os.open(f"/proc/self/fd/{fifo}", os.O_WRONLY | os.O_CLOEXEC)
+    os.write(fd, b"0")
+    os.close(fd)
+    os.close(fifo)
 
 
 def _run_as_init(path, args, env, err_w, has_terminal: bool) -> None:
@@ -208,7 +403,8 @@ def _run_as_init(path, args, env, err_w, has_terminal: bool) -> None:
         except ContainerError as e:
             _report(err_w, type(e).__name__, str(e))
         os._exit(125)
-    os.close(err_w)
+    if err_w >= 0:
+        os.close(err_w)
     import prctl  # already loaded by kernel.caps: no import from the container's root
 
     prctl.set_name("init")
@@ -217,8 +413,12 @@ def _run_as_init(path, args, env, err_w, has_terminal: bool) -> None:
 
 
 def _report(err_w: int, kind: str, message: str) -> None:
+    """Tell the runtime why we failed; once nobody reads the pipe (after `start`), stderr."""
     try:
-        os.write(err_w, f"{kind}\n{message}".encode())
+        if err_w < 0:
+            os.write(2, f"minicontainer: {message}\n".encode())
+        else:
+            os.write(err_w, f"{kind}\n{message}".encode())
     except OSError:
         pass
 

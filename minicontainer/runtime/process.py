@@ -106,6 +106,18 @@ def drop_privileges(user: User, security) -> None:
         caps.no_new_privs()
 
 
+def set_rlimits(rlimits) -> None:
+    """[(resource, soft, hard)]: as runc, before dropping privileges (raising a hard limit
+    needs CAP_SYS_RESOURCE, which root here may lack: the error says so)."""
+    import resource  # a C module: cheap, and loaded before switch_root by oci.py
+
+    for kind, soft, hard in rlimits:
+        try:
+            resource.setrlimit(kind, (soft, hard))
+        except (ValueError, OSError) as e:
+            raise ContainerError(f"cannot set rlimit {kind} to {soft}:{hard}: {e}") from None
+
+
 def exec_command(path: str, args: list[str], env: dict) -> None:
     syscalls.note(f"execve({path!r}, {args!r})")
     try:

@@ -108,12 +108,35 @@ def mount_user_mounts(root: str, mounts, readonly_root: bool) -> None:
                 _mkdir_in(root, os.path.dirname(m.target) or "/", readonly_root)
                 open(target, "a").close()
             mount(m.source, target, None, MS_BIND | MS_REC)
-            if m.readonly:
-                mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
+            if m.readonly or m.flags:
+                mount(None, target, None,
+                      MS_BIND | MS_REMOUNT | m.flags | (MS_RDONLY if m.readonly else 0))
         else:
             target = _mkdir_in(root, m.target, readonly_root)
-            flags = MS_NOSUID | MS_NODEV | (MS_RDONLY if m.readonly else 0)
+            flags = MS_NOSUID | MS_NODEV | m.flags | (MS_RDONLY if m.readonly else 0)
             mount("tmpfs", target, "tmpfs", flags, m.options or "mode=1777")
+
+
+def oci_extras(root: str, devices, sysctl) -> None:
+    """An OCI config's linux.devices (nodes made in the container's /dev) and linux.sysctl
+    (written through the container's own /proc, so only namespaced keys can take effect)."""
+    old_umask = os.umask(0)
+    try:
+        for path, kind, major, minor, mode, uid, gid in devices:
+            full = root + path
+            os.makedirs(os.path.dirname(full), 0o755, exist_ok=True)
+            if os.path.lexists(full):
+                os.unlink(full)
+            os.mknod(full, mode | (0o020000 if kind == "c" else 0o060000), os.makedev(major, minor))
+            os.chown(full, uid, gid)
+    finally:
+        os.umask(old_umask)
+    for key, value in sysctl.items():
+        try:
+            with open(f"{root}/proc/sys/{key.replace('.', '/')}", "w") as f:
+                f.write(value)
+        except OSError as e:
+            raise ContainerError(f"sysctl {key}={value}: {e.strerror}") from None
 
 
 def make_root_readonly(root: str) -> None:
@@ -135,9 +158,10 @@ def switch_root(root: str, use_pivot_root: bool) -> None:
     os.chdir("/")
 
 
-def mask_paths() -> None:
-    """Apply MASKED_PATHS and READONLY_PATHS; run after switch_root, on container paths."""
-    for path in MASKED_PATHS:
+def mask_paths(masked=None, readonly=None) -> None:
+    """Apply the masked and read-only paths (None: MASKED_PATHS and READONLY_PATHS); run after
+    switch_root, on container paths."""
+    for path in MASKED_PATHS if masked is None else masked:
         try:
             if os.path.isdir(path):
                 mount("tmpfs", path, "tmpfs", MS_RDONLY, "size=0")
@@ -146,7 +170,7 @@ def mask_paths() -> None:
         except SyscallError as e:
             if e.errno != 2:  # absent on this kernel: nothing to hide
                 raise
-    for path in READONLY_PATHS:
+    for path in READONLY_PATHS if readonly is None else readonly:
         try:
             mount(path, path, None, MS_BIND | MS_REC)
         except SyscallError as e:

@@ -2,7 +2,9 @@
 
 Layout under the state root (default /run/minicontainer, `--root` or MINICONTAINER_ROOT to move):
 
-    containers/<id>/state.json   who owns this container (runtime pid + start time), its name
+    containers/<id>/state.json   the record: who watches the container (runtime pid + start
+                                 time), the container's own pid + start time, mode, status,
+                                 exit code, name, bundle, annotations (see Container.record)
     containers/<id>/owned        one line per host resource it owns beyond its directory
                                  ("KIND VALUE": a cgroup, a veth, an address lease...),
                                  appended *before* the resource is created
@@ -13,8 +15,16 @@ Layout under the state root (default /run/minicontainer, `--root` or MINICONTAIN
 
 Cleanup after success, failure, or a SIGKILLed runtime walks the same thing: release each
 owned resource (newest first) with the releaser registered for its kind in RELEASERS, then
-remove the container's directory and its name link. `collect_garbage` finds containers whose runtime is
-gone (pid dead, or reused by another process) and does that for them.
+remove the container's directory and its name link.
+
+Three modes, and what "its runtime died" means for each (`collect_garbage`):
+    run       foreground: the container dies with its runtime (PDEATHSIG), so everything goes
+    detached  run -d: a small supervising process (the "shim") watches it and records its exit;
+              if the shim is gone too, the container may still run; once it has died unwatched
+              it is marked stopped (exit code unknown) and keeps its record until `rm`
+    oci       create/start: nobody watches (the engine's conmon reaps it); the record stays
+              until `delete`, and a dead init simply reads as "stopped"
+A container still "creating" whose runtime died is removed in every mode.
 """
 from __future__ import annotations
 
@@ -37,8 +47,14 @@ def state_root(explicit: str | None = None) -> str:
     return explicit or os.environ.get("MINICONTAINER_ROOT") or DEFAULT_ROOT
 
 
-def _process_start_time(pid: int) -> str | None:
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _process_start_time(pid: int | None) -> str | None:
     """Field 22 of /proc/PID/stat: with the pid, it names one process for its whole life."""
+    if not pid:
+        return None
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
@@ -96,15 +112,52 @@ def remove_tree(path: str) -> None:
 class Container:
     """One container's record and owned directories."""
 
-    def __init__(self, store: "StateStore", cid: str, name: str | None):
+    def __init__(self, store: "StateStore", cid: str, name: str | None, record: dict | None = None):
         self.store = store
         self.id = cid
         self.name = name
+        self.record = record if record is not None else {"id": cid, "name": name}
         self.dir = os.path.join(store.root, "containers", cid)
         self.upper = os.path.join(self.dir, "upper")
         self.work = os.path.join(self.dir, "work")
         self.rootfs = os.path.join(self.dir, "rootfs")
         self.cgroup = None  # its cgroup v2 directory, set by runtime/cgroups.create
+
+    def update(self, **fields) -> None:
+        """Change fields of the record, atomically (write aside, rename over): readers in other
+        processes see the old record or the new one, never half of one."""
+        self.record.update(fields)
+        path = os.path.join(self.dir, "state.json")
+        with open(path + ".new", "w") as f:
+            f.write(_json(self.record) + "\n")
+        os.rename(path + ".new", path)
+
+    def started(self, pid: int, **fields) -> None:
+        """Record the container's first process (its pid on the host and start time)."""
+        self.update(pid=pid, pid_start=_process_start_time(pid), **fields)
+
+    def watched(self) -> bool:
+        """Whether the process in charge of this container (the runtime or shim) still lives."""
+        r = self.record
+        return r.get("runtime_pid") is not None and \
+            _process_start_time(r["runtime_pid"]) == r.get("runtime_start")
+
+    def alive(self) -> bool:
+        """Whether the container's first process still runs (same pid, same start time)."""
+        r = self.record
+        if not r.get("pid"):
+            return False
+        start = _process_start_time(r["pid"])
+        # a zombie still has its stat line: it has exited all the same
+        return start is not None and start == r.get("pid_start") and not _is_zombie(r["pid"])
+
+    def status(self) -> str:
+        """creating, created, running or stopped, reconciled with the kernel: a container whose
+        process has died while nothing watched reads as stopped."""
+        status = self.record.get("status", "running")
+        if status in ("created", "running") and self.record.get("pid") and not self.alive():
+            return "stopped"
+        return status
 
     def own(self, kind: str, value: str) -> None:
         """Record that this container is about to own a host resource. Call it before creating
@@ -121,8 +174,22 @@ class Container:
         except FileNotFoundError:
             return []
 
+    def release(self) -> None:
+        """Release what the container owns on the host (cgroup, network...), keep its record:
+        what a stopped container that has not been removed yet still needs."""
+        self._release_owned()
+        try:
+            os.unlink(os.path.join(self.dir, "owned"))
+        except FileNotFoundError:
+            pass
+
     def remove(self) -> None:
         """Remove everything this container owns on the host. Safe to call twice."""
+        self._release_owned()
+        self._unlink_name()
+        remove_tree(self.dir)
+
+    def _release_owned(self) -> None:
         errors = []
         for kind, value in reversed(self.owned()):
             module_name, _, function = RELEASERS[kind].partition(":")
@@ -134,6 +201,8 @@ class Container:
                 errors.append(f"{kind} {value}: {e}")
         if errors:
             raise ContainerError("cleanup failed, will retry at next gc: " + "; ".join(errors))
+
+    def _unlink_name(self) -> None:
         if self.name:
             link = os.path.join(self.store.root, "names", self.name)
             try:
@@ -141,30 +210,55 @@ class Container:
                     os.unlink(link)
             except OSError:
                 pass
-        remove_tree(self.dir)
+
+
+def _kill(pid: int, sig: int = 9) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return True
+    return stat[stat.rindex(b")") + 2:stat.rindex(b")") + 3] in (b"Z", b"X")
 
 
 class StateStore:
     def __init__(self, root: str):
         self.root = root
 
-    def create(self, name: str | None, rootfs: str, command: list[str]) -> Container:
+    def create(self, name: str | None, rootfs: str, command: list[str], cid: str | None = None,
+               mode: str = "run", **extra) -> Container:
         """Record a new container, then reserve its name, then make its directories:
-        the record comes first so that a crash at any later step is found by gc."""
+        the record comes first so that a crash at any later step is found by gc.
+        cid: the caller's id (OCI create), else a random one; extra: more record fields."""
         containers = os.path.join(self.root, "containers")
         os.makedirs(containers, mode=0o700, exist_ok=True)
-        cid = os.urandom(32).hex()
+        if cid is None:
+            cid = os.urandom(32).hex()
         container = Container(self, cid, name)
-        os.mkdir(container.dir, 0o700)
+        try:
+            os.mkdir(container.dir, 0o700)
+        except FileExistsError:
+            raise ContainerError(f'a container with id "{cid}" already exists') from None
         record = {
             "id": cid,
             "name": name,
+            "mode": mode,
+            "status": "creating",
             "runtime_pid": os.getpid(),
             "runtime_start": _process_start_time(os.getpid()),
             "rootfs": rootfs,
             "command": command,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "created": now(),
+            **extra,
         }
+        container.record = record
         with open(os.path.join(container.dir, "state.json"), "w") as f:
             f.write(_json(record) + "\n")
         if name:
@@ -191,8 +285,8 @@ class StateStore:
                     f'the container name "{link.rsplit("/", 1)[1]}" is already in use')
 
     def _reclaim_dead(self, cid: str) -> bool:
-        """If the container `cid` belongs to a runtime that is gone, remove it; say whether the
-        container is gone now."""
+        """If nothing is in charge of the container `cid` any more, clean up what is due for its
+        mode (module docstring); say whether the container is gone now."""
         directory = os.path.join(self.root, "containers", cid)
         try:
             with open(os.path.join(directory, "state.json")) as f:
@@ -206,13 +300,77 @@ class StateStore:
         import json
 
         record = json.loads(text)
-        if _process_start_time(record["runtime_pid"]) == record["runtime_start"]:
+        container = Container(self, cid, record.get("name"), record)
+        if container.watched():
             return False
         try:
-            Container(self, cid, record.get("name")).remove()
+            mode = record.get("mode", "run")
+            if mode == "run" or record.get("status") == "creating":
+                if container.alive():  # a create whose runtime died before it was done
+                    _kill(record["pid"])
+                container.remove()
+                return True
+            if container.alive():
+                return False  # still running, unwatched: `stop`, `kill` and `rm -f` reach it
+            # Died while nothing watched: stopped, with an exit code nobody could collect.
+            if record.get("status") != "stopped":
+                container.release()
+                container.update(status="stopped", finished=record.get("finished") or now())
+            if record.get("auto_remove"):
+                container.remove()
+                return True
         except ContainerError:
-            return False  # a resource would not go yet: the next gc tries again
-        return True
+            pass  # a resource would not go yet: the next gc tries again
+        return False
+
+    def load(self, cid: str) -> Container:
+        """The container with exactly this id; ContainerError if there is none."""
+        import json
+
+        try:
+            with open(os.path.join(self.root, "containers", cid, "state.json")) as f:
+                record = json.load(f)
+        except (FileNotFoundError, NotADirectoryError, ValueError):
+            raise ContainerError(f'container "{cid}" does not exist') from None
+        return Container(self, cid, record.get("name"), record)
+
+    def lookup(self, ref: str, exact: bool = False) -> Container:
+        """A container by name, id, or (unless exact, as the OCI verbs want) a unique id
+        prefix, as docker resolves them."""
+        if not ref or "/" in ref or ref in (".", ".."):
+            raise ContainerError(f"invalid container id or name {ref!r}")
+        try:
+            return self.load(ref)
+        except ContainerError:
+            if exact:
+                raise
+        try:
+            return self.load(os.readlink(os.path.join(self.root, "names", ref)))
+        except (OSError, ContainerError):
+            pass
+        matches = [c for c in self.ids() if c.startswith(ref)]
+        if len(matches) > 1:
+            raise ContainerError(f'"{ref}" matches {len(matches)} containers: give more of the id')
+        if not matches:
+            raise ContainerError(f'no such container: "{ref}"')
+        return self.load(matches[0])
+
+    def ids(self) -> list[str]:
+        try:
+            return os.listdir(os.path.join(self.root, "containers"))
+        except FileNotFoundError:
+            return []
+
+    def containers(self) -> list[Container]:
+        """Every recorded container (reconciled first: see collect_garbage), oldest first."""
+        self.collect_garbage()
+        out = []
+        for cid in self.ids():
+            try:
+                out.append(self.load(cid))
+            except ContainerError:
+                continue  # removed meanwhile, or its record is still being written
+        return sorted(out, key=lambda c: c.record.get("created", ""))
 
     @staticmethod
     def _fresh(path: str) -> bool:

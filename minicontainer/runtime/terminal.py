@@ -31,6 +31,19 @@ def open_console(root: str, winsize) -> tuple[int, int]:
     return master, slave
 
 
+def send_console(socket_path: str, master: int) -> None:
+    """--console-socket (runc's protocol): connect to the engine's unix socket and send it the
+    pty master with SCM_RIGHTS, the pty's name as the message. The engine relays it from then."""
+    import socket
+    import struct
+
+    number = struct.unpack("I", fcntl.ioctl(master, termios.TIOCGPTN, b"\0" * 4))[0]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(socket_path)
+        socket.send_fds(sock, [f"/dev/pts/{number}".encode()], [master])
+    os.close(master)
+
+
 def become_session_leader(slave: int) -> None:
     """New session, with the pty as its controlling terminal, on fds 0, 1 and 2."""
     os.setsid()

@@ -1,0 +1,188 @@
+"""A container after its launch: start it (OCI), signal it, stop it, remove it.
+
+Every verb works from the record in the state store (runtime/state.py), reconciled with the
+kernel: the container's first process is named by its pid *and* its start time, so a pid
+reused by some other process is never signalled. The OCI state machine, and what each verb
+accepts (anything else is refused, with the state named, and nothing changed):
+
+    creating --create done--> created --start--> running --init exits--> stopped
+    start: created          kill: created, running          delete: stopped (--force: any)
+"""
+from __future__ import annotations
+
+import os
+import select
+import time
+
+from minicontainer.errors import ContainerError
+from minicontainer.kernel import cgroupfs
+
+
+def start(container) -> None:
+    """Let a created container's process go on to execve: open its exec fifo for reading,
+    which lets the blocked open for writing in the child return (runtime/launch.py)."""
+    status = container.status()
+    if status != "created":
+        raise ContainerError(f'cannot start container "{container.id}": it is {status}, '
+                             "and only a created container can be started")
+    fifo = os.path.join(container.dir, "exec.fifo")
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        while not poller.poll(100):
+            if not container.alive():
+                raise ContainerError(f'cannot start container "{container.id}": its process '
+                                     "exited before it was started")
+        if os.read(fd, 1) != b"0":
+            raise ContainerError(f'cannot start container "{container.id}": its process '
+                                 "exited before it was started")
+    finally:
+        os.close(fd)
+    os.unlink(fifo)
+    container.update(status="running", started=_now())
+
+
+def kill(container, sig: int, all_processes: bool = False) -> None:
+    """Send `sig` to the container's first process (or, with all_processes, to every process
+    in its cgroup). Refused unless it is created or running."""
+    status = container.status()
+    if status not in ("created", "running"):
+        raise ContainerError(f'cannot kill container "{container.id}": it is {status}')
+    if all_processes and _cgroup(container):
+        _signal_cgroup(_cgroup(container), sig)
+        return
+    try:
+        os.kill(container.record["pid"], sig)
+    except ProcessLookupError:
+        pass
+
+
+def stop(container, timeout: float = 10.0) -> None:
+    """docker stop: SIGTERM, then SIGKILL to all of it after `timeout` seconds."""
+    if container.status() not in ("created", "running"):
+        return  # stopping a stopped container is no error, as with docker
+    kill(container, 15)
+    if not wait_stopped(container, timeout):
+        force_kill(container)
+
+
+def force_kill(container) -> None:
+    """SIGKILL every process of the container, and wait for it to be gone."""
+    path = _cgroup(container)
+    if path and os.path.isdir(path):
+        cgroupfs.kill(path)
+    if container.alive():
+        try:
+            os.kill(container.record["pid"], 9)  # PID 1 of its namespace: takes the rest along
+        except ProcessLookupError:
+            pass
+    if not wait_stopped(container, 10):
+        raise ContainerError(f'container "{container.id}" did not die after SIGKILL')
+
+
+def wait_stopped(container, timeout: float) -> bool:
+    """Wait until the container's first process has exited and, for a detached container,
+    its shim has recorded the exit status. Whether it did within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        if not container.alive():
+            if not container.watched():
+                return True
+            container.record = _reload(container)
+            if container.record.get("status") == "stopped":
+                return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+def delete(container, force: bool = False) -> None:
+    """OCI delete / docker rm: release everything the container has; a container that is
+    not stopped is refused unless force, which kills it first."""
+    status = container.status()
+    if status not in ("stopped", "creating") or (status == "creating" and container.watched()):
+        if not force:
+            raise ContainerError(f'cannot delete container "{container.id}": it is {status}; '
+                                 "stop it first, or force it (rm -f, delete --force)")
+        force_kill(container)
+    if container.record.get("mode") == "run" and container.watched():
+        # A foreground run: its own runtime removes it on the way out; wait for that.
+        deadline = time.monotonic() + 10
+        while os.path.isdir(container.dir) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if not os.path.isdir(container.dir):
+            return
+    container.remove()
+
+
+def _cgroup(container) -> str | None:
+    for kind, value in container.owned():
+        if kind == "cgroup":
+            return value
+    return None
+
+
+def _signal_cgroup(path: str, sig: int) -> None:
+    if sig == 9:
+        cgroupfs.kill(path)
+        return
+    for pid in _cgroup_pids(path):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def _cgroup_pids(path: str) -> list[int]:
+    pids = []
+    for directory, _, _ in os.walk(path):
+        try:
+            pids += [int(p) for p in cgroupfs.read(f"{directory}/cgroup.procs").split()]
+        except OSError:
+            continue
+    return pids
+
+
+def _reload(container) -> dict:
+    import json
+
+    try:
+        with open(os.path.join(container.dir, "state.json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {**container.record, "status": "stopped"}
+
+
+def _now() -> str:
+    from minicontainer.runtime.state import now
+
+    return now()
+
+
+SIGNALS = {"HUP": 1, "INT": 2, "QUIT": 3, "ILL": 4, "TRAP": 5, "ABRT": 6, "IOT": 6, "BUS": 7,
+           "FPE": 8, "KILL": 9, "USR1": 10, "SEGV": 11, "USR2": 12, "PIPE": 13, "ALRM": 14,
+           "TERM": 15, "STKFLT": 16, "CHLD": 17, "CONT": 18, "STOP": 19, "TSTP": 20,
+           "TTIN": 21, "TTOU": 22, "URG": 23, "XCPU": 24, "XFSZ": 25, "VTALRM": 26,
+           "PROF": 27, "WINCH": 28, "IO": 29, "POLL": 29, "PWR": 30, "SYS": 31}
+
+
+def parse_signal(text: str) -> int:
+    """'9', 'KILL', 'SIGKILL', 'sigkill', 'RTMIN+3' -> the signal number."""
+    t = text.strip().upper()
+    if t.isdigit():
+        n = int(t)
+    else:
+        t = t[3:] if t.startswith("SIG") else t
+        if t in SIGNALS:
+            return SIGNALS[t]
+        n = -1
+        if t.startswith("RTMIN"):
+            n = 34 + int(t[6:] or 0) if t[5:6] in ("", "+") and t[6:].isdigit() or t == "RTMIN" else -1
+        elif t.startswith("RTMAX"):
+            n = 64 - int(t[6:] or 0) if t[5:6] in ("", "-") and t[6:].isdigit() or t == "RTMAX" else -1
+    if not 1 <= n <= 64:
+        raise ContainerError(f"unknown signal {text!r}")
+    return n
