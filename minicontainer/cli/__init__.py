@@ -1,6 +1,6 @@
 """The command line: global options, then one module per verb (crun's layout).
 
-    minicontainer [--root DIR] [--trace] VERB ...
+    minicontainer [--root DIR] [--trace] [--log FILE] [--log-format text|json] VERB ...
 
 Errors end here: one line on stderr, and the exit code of the error's kind (errors.py).
 No argparse: it costs ~8 ms to import, which every container start would pay.
@@ -24,9 +24,28 @@ Commands:
   compare [OPTIONS] ROOTFS -- COMMAND [ARG...]
                                           measure it as a container and as virtual machines
 
+Long-running containers (docs/lifecycle.md):
+  run -d [OPTIONS] ROOTFS COMMAND [ARG...] start it in the background, print its id
+  ps [-a]                                 list containers (-a: stopped ones too)
+  exec [-i] [-t] [-e ...] [-u ...] [-w ...] CONTAINER COMMAND [ARG...]
+                                          run a command inside a running container
+  logs [-f] CONTAINER                     what a detached container printed
+  stop [-t SECS] CONTAINER...             SIGTERM, then SIGKILL
+  kill [-s SIGNAL] CONTAINER              send a signal (default SIGTERM, as runc)
+  rm [-f] CONTAINER...                    remove stopped containers
+  inspect CONTAINER...                    what is recorded about them, as JSON
+
+OCI runtime interface, as runc's (podman --runtime $(command -v minicontainer)):
+  create --bundle DIR [--pid-file F] [--console-socket S] ID
+  start ID   state ID   kill ID [SIGNAL] [--all]   delete [--force] ID
+  exec --process P.json [--detach] [--pid-file F] [--console-socket S] ID
+  features   spec [--bundle DIR]
+
 Global options:
   --root DIR    where runtime state lives (default /run/minicontainer)
   --trace       narrate every syscall of the launch on stderr
+  --log FILE    also write errors to FILE (as runc: engines read it)
+  --log-format text|json
   --version     print the version
 
 Run 'minicontainer COMMAND --help' for a command's options.
@@ -34,6 +53,14 @@ Run 'minicontainer COMMAND --help' for a command's options.
 
 VERBS = {"run": "minicontainer.cli.run", "gc": "minicontainer.cli.gc",
          "vm": "minicontainer.cli.vm", "compare": "minicontainer.cli.compare"}
+# Long-running containers and the OCI runtime interface: one module per verb.
+VERBS.update({verb: f"minicontainer.cli.{verb}" for verb in (
+    "ps", "exec", "logs", "stop", "kill", "rm", "inspect",
+    "create", "start", "state", "delete", "features", "spec")})
+VERBS["list"] = "minicontainer.cli.ps"  # runc's name for it
+
+# --log / --log-format: where errors also go (runc's global options, which podman passes)
+_log = {"path": None, "format": "text"}
 
 
 def entry() -> None:
@@ -73,6 +100,17 @@ def _dispatch(args: list[str]) -> int:
             os.environ["MINICONTAINER_TRACE"] = "1"
         elif opt == "--root" or opt.startswith("--root="):
             root = opt[7:] if "=" in opt else _value(opt, args)
+        elif opt == "--log" or opt.startswith("--log="):
+            _log["path"] = opt[6:] if "=" in opt else _value(opt, args)
+        elif opt == "--log-format" or opt.startswith("--log-format="):
+            _log["format"] = opt[13:] if "=" in opt else _value(opt, args)
+            if _log["format"] not in ("text", "json"):
+                raise UsageError(f"unknown --log-format {_log['format']!r} (text or json)")
+        elif opt in ("--debug", "--systemd-cgroup=false", "--rootless=false"):
+            pass  # runc's; nothing to do here
+        elif opt == "--systemd-cgroup":
+            raise UsageError("--systemd-cgroup is not supported: minicontainer manages its "
+                             "cgroups itself (use cgroup_manager = \"cgroupfs\" in podman)")
         else:
             raise UsageError(f"unknown flag: {opt}")
     if not args:
@@ -97,3 +135,23 @@ def _value(flag: str, args: list[str]) -> str:
 
 def _say(message: str) -> None:
     sys.stderr.write(f"minicontainer: {message}\n")
+    if _log["path"]:
+        _write_log("error", message)
+
+
+def _write_log(level: str, message: str) -> None:
+    """One line in runc's log formats; podman shows the last error line of a failed call."""
+    import time
+
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if _log["format"] == "json":
+        import json
+
+        line = json.dumps({"level": level, "msg": message, "time": stamp})
+    else:
+        line = f'time="{stamp}" level={level} msg="{message}"'
+    try:
+        with open(_log["path"], "a") as f:
+            f.write(line + "\n")
+    except OSError:
+        pass

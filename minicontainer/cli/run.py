@@ -37,7 +37,10 @@ Options:
       --security-opt no-new-privileges[=true|false]
                            no_new_privs is on unless set to false here
       --network none|host  none (default): a new network namespace with only lo
-      --rm                 accepted for docker compatibility: a run is always removed at exit
+  -d, --detach             run in the background: print the id, keep the output in a log
+                           (minicontainer logs), record the exit status (ps -a)
+      --rm                 with -d: remove the container when it exits (without -d a run is
+                           always removed at exit)
 
 Exit status: the command's own; 128+N if it was killed by signal N; 125 if minicontainer
 itself failed; 126 if the command cannot be executed; 127 if it was not found.
@@ -62,6 +65,7 @@ FLAGS = {
     "--chroot": ("chroot", False),
     "--privileged": ("privileged", False),
     "--rm": ("rm", False),
+    "-d": ("detach", False), "--detach": ("detach", False),
     "--help": ("help", False),
     # resource limits: parsed by cli/resources.py, imported only when one is given
     "-m": ("memory", True), "--memory": ("memory", True),
@@ -244,6 +248,12 @@ def main(args: list[str], root: str | None) -> int:
         sys.stdout.write(HELP + "\n" + RESOURCES_HELP)
         return 0
     spec = build_spec(opts, positionals)
+    if opts.get("detach"):
+        from minicontainer.runtime.launch import run_detached
+        from minicontainer.runtime.state import StateStore, state_root
+
+        sys.stdout.write(run_detached(spec, StateStore(state_root(root)), bool(opts.get("rm"))) + "\n")
+        return 0
     from minicontainer.runtime.launch import run
     from minicontainer.runtime.state import StateStore, state_root
 

@@ -1,0 +1,26 @@
+"""`minicontainer state ID` (OCI): the container's state, as the runtime spec defines it."""
+from __future__ import annotations
+
+from minicontainer.cli._common import parser, print_json, store
+
+OCI_VERSION = "1.0.2"
+
+
+def main(args: list[str], root: str | None) -> int:
+    p = parser("state", "ID", "Print the OCI state of a container as JSON.")
+    p.add_argument("id")
+    opts = p.parse_args(args)
+    print_json(oci_state(store(root).lookup(opts.id, exact=True)))
+    return 0
+
+
+def oci_state(container) -> dict:
+    r = container.record
+    status = container.status()
+    state = {"ociVersion": OCI_VERSION, "id": container.id, "status": status,
+             "pid": (r.get("pid") or 0) if status in ("created", "running") else 0,
+             "bundle": r.get("bundle") or "", "rootfs": r.get("rootfs") or "",
+             "created": r.get("created"), "owner": ""}
+    if r.get("annotations"):
+        state["annotations"] = r["annotations"]
+    return state

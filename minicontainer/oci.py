@@ -1,0 +1,382 @@
+"""The OCI bundle's config.json (and `exec --process` JSON) turned into a ContainerSpec: the
+one place where the OCI runtime spec's fields meet ours.
+
+Every field is either applied, or met by what minicontainer does anyway (named below), or
+refused with a message naming it: never silently dropped. See docs/lifecycle.md for the list.
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource  # noqa: F401  loaded here, before switch_root, for process.set_rlimits
+
+from minicontainer.errors import ContainerError
+from minicontainer.kernel import caps
+from minicontainer.runtime import rootfs
+from minicontainer.spec import ContainerSpec, Mount, Process, Resources, Root, Security
+
+OCI_VERSION = "1.0.2"
+
+# OCI namespace type -> ours; the ones that can be joined by path (pid and mount cannot: the
+# container's pid namespace is made by clone3, its root is built in its own mount namespace)
+NAMESPACES = {"pid": "pid", "network": "net", "ipc": "ipc", "uts": "uts", "mount": "mnt",
+              "cgroup": "cgroup"}
+JOINABLE = {"net", "ipc", "uts", "cgroup"}
+
+# The mounts minicontainer makes itself (runtime/rootfs.py mount_system), with the same
+# options runc's default spec gives them: an OCI mount of one of these is met by ours.
+SYSTEM_MOUNTS = {"/proc": "proc", "/dev": "tmpfs", "/dev/pts": "devpts", "/dev/shm": "tmpfs",
+                 "/dev/mqueue": "mqueue", "/sys": "sysfs", "/sys/fs/cgroup": "cgroup"}
+
+MOUNT_FLAGS = {"nosuid": "MS_NOSUID", "nodev": "MS_NODEV", "noexec": "MS_NOEXEC"}
+# Options that change nothing here: propagation (every container mount is private to the
+# container's own mount namespace anyway), and the defaults
+NEUTRAL_OPTIONS = {"bind", "rbind", "rw", "private", "rprivate", "slave", "rslave", "suid",
+                   "dev", "exec", "relatime", "norelatime", "strictatime", "defaults", "z", "Z"}
+
+# Linux's numbering (the resource module lacks some of these names)
+RLIMITS = {f"RLIMIT_{n}": i for i, n in enumerate((
+    "CPU", "FSIZE", "DATA", "STACK", "CORE", "RSS", "NPROC", "NOFILE", "MEMLOCK", "AS", "LOCKS",
+    "SIGPENDING", "MSGQUEUE", "NICE", "RTPRIO", "RTTIME"))}
+
+# The device nodes every container gets (runtime/rootfs.py DEVICES, plus the pty multiplexer)
+OWN_DEVICES = {(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 2), (136, None)}
+
+# Top-level and linux.* fields, and what becomes of them
+KNOWN_TOP = {"ociVersion", "process", "root", "hostname", "mounts", "annotations", "linux",
+             "domainname"}
+KNOWN_LINUX = {"namespaces", "resources", "cgroupsPath", "maskedPaths", "readonlyPaths",
+               "devices", "sysctl", "uidMappings", "gidMappings", "rootfsPropagation"}
+
+
+class Refused(ContainerError):
+    pass
+
+
+def refuse(field: str, why: str) -> None:
+    raise Refused(f"config.json: {field} is not supported by minicontainer: {why}")
+
+
+def load_bundle(bundle: str, cid: str, no_pivot: bool = False) -> tuple[ContainerSpec, dict]:
+    """(spec, annotations) for the bundle directory `bundle`."""
+    path = os.path.join(bundle, "config.json")
+    try:
+        with open(path) as f:
+            config = json.load(f)
+    except FileNotFoundError:
+        raise ContainerError(f"no config.json in bundle {bundle}") from None
+    except ValueError as e:
+        raise ContainerError(f"{path}: invalid JSON: {e}") from None
+    return to_spec(config, bundle, cid, no_pivot), dict(config.get("annotations") or {})
+
+
+def to_spec(config: dict, bundle: str, cid: str, no_pivot: bool = False) -> ContainerSpec:
+    for key in config:
+        if key not in KNOWN_TOP:
+            refuse(key, "unknown or unimplemented top-level field")
+    for hook in ("hooks",):
+        if config.get(hook):
+            refuse(hook, "hooks are not run")
+    linux = config.get("linux") or {}
+    for key, value in linux.items():
+        if key not in KNOWN_LINUX and value not in (None, {}, [], ""):
+            refuse(f"linux.{key}", _WHY.get(key, "not implemented"))
+    if config.get("domainname"):
+        refuse("domainname", "not implemented")
+    if linux.get("cgroupsPath"):
+        refuse("linux.cgroupsPath", "minicontainer places each container in its own cgroup "
+               "(<cgroup2>/minicontainer[-HASH]/<id>); run podman with cgroups = \"disabled\" "
+               "(--cgroups=disabled) so that it sends none")
+    if linux.get("uidMappings") or linux.get("gidMappings"):
+        refuse("linux.uidMappings/gidMappings", "user namespaces are not implemented yet")
+    if linux.get("rootfsPropagation") not in (None, "", "private", "rprivate", "slave", "rslave"):
+        refuse("linux.rootfsPropagation", f"{linux['rootfsPropagation']!r}: only private/slave")
+
+    root = config.get("root") or {}
+    if not root.get("path"):
+        raise ContainerError("config.json: root.path is required")
+    root_path = os.path.normpath(os.path.join(bundle, root["path"]))
+
+    namespaces, paths = _namespaces(linux.get("namespaces") or [])
+    hostname = config.get("hostname") or None
+    if hostname and "uts" not in namespaces:
+        raise ContainerError("config.json: hostname needs a new uts namespace")
+    process, security = to_process(config.get("process") or {}, for_exec=False)
+    devices, deny_all = _devices(linux)
+    if deny_all and not security.privileged and "mknod" in security.capabilities:
+        # No device cgroup enforces the allowlist here, so a container holding CAP_MKNOD
+        # could make and open any node: withheld. The allowlist itself is met by the only
+        # nodes /dev has, which minicontainer creates (OWN_DEVICES and linux.devices).
+        security.capabilities = frozenset(security.capabilities - {"mknod"})
+    mounts = _mounts(config.get("mounts") or [], bundle, deny_all)
+    spec = ContainerSpec(
+        root=Root(path=root_path, readonly=bool(root.get("readonly")), pivot_root=not no_pivot),
+        process=process, hostname=hostname or (cid[:12] if "uts" in namespaces else None),
+        mounts=mounts, namespaces=tuple(namespaces), security=security,
+        network="none" if "net" in namespaces else "host", namespace_paths=paths,
+        resources=_resources(linux.get("resources") or {}), devices=devices,
+        sysctl={k: str(v) for k, v in (linux.get("sysctl") or {}).items()},
+        masked_paths=tuple(linux.get("maskedPaths") or ()),
+        readonly_paths=tuple(linux.get("readonlyPaths") or ()))
+    if "mnt" not in namespaces:
+        refuse("linux.namespaces", "a container without its own mount namespace")
+    if "pid" not in namespaces:
+        refuse("linux.namespaces", "a container without its own pid namespace")
+    return spec
+
+
+_WHY = {"seccomp": "no seccomp filter is installed here (podman: seccomp_profile = "
+                   "\"unconfined\" in containers.conf, or --security-opt seccomp=unconfined)",
+        "intelRdt": "no resctrl support", "personality": "not implemented",
+        "mountLabel": "no SELinux support", "timeOffsets": "no time namespace support",
+        "memoryPolicy": "not implemented"}
+
+
+def _namespaces(entries) -> tuple[list[str], dict[str, str]]:
+    new, paths = [], {}
+    for entry in entries:
+        kind = entry.get("type")
+        if kind == "user":
+            refuse("linux.namespaces user", "user namespaces are not implemented yet")
+        if kind not in NAMESPACES:
+            refuse(f"linux.namespaces {kind!r}", "unknown namespace type")
+        ours = NAMESPACES[kind]
+        if entry.get("path"):
+            if ours not in JOINABLE:
+                refuse(f"linux.namespaces {kind} path", "only network, ipc, uts and cgroup "
+                       "namespaces can be joined")
+            paths[ours] = entry["path"]
+        else:
+            new.append(ours)
+    return new, paths
+
+
+def to_process(p: dict, for_exec: bool) -> tuple[Process, Security]:
+    """process (config.json, or exec --process) -> (Process, Security)."""
+    for key in ("apparmorProfile", "selinuxLabel"):
+        if p.get(key):
+            refuse(f"process.{key}", "no LSM support here (podman: apparmor_profile = "
+                   "\"unconfined\" or --security-opt label=disable)")
+    if p.get("oomScoreAdj") not in (None, 0):
+        refuse("process.oomScoreAdj", "not implemented")
+    if p.get("ioPriority") or p.get("scheduler") or p.get("execCPUAffinity"):
+        refuse("process.ioPriority/scheduler/execCPUAffinity", "not implemented")
+    if p.get("consoleSize"):
+        pass  # the engine sets the size on the pty it receives (console socket)
+    args = p.get("args") or []
+    if not args:
+        raise ContainerError("config.json: process.args is empty")
+    env = {}
+    for item in p.get("env") or []:
+        key, _, value = item.partition("=")
+        env[key] = value
+    user = p.get("user") or {}
+    if user.get("username"):
+        refuse("process.user.username", "Windows only")
+    spec_user = f"{user.get('uid', 0)}:{user.get('gid', 0)}"
+    if user.get("additionalGids"):
+        refuse("process.user.additionalGids", "not implemented (groups come from the "
+               "container's /etc/group)")
+    rlimits = []
+    for r in p.get("rlimits") or []:
+        if r.get("type") not in RLIMITS:
+            refuse(f"process.rlimits {r.get('type')!r}", "unknown rlimit")
+        rlimits.append((RLIMITS[r["type"]], int(r["soft"]), int(r["hard"])))
+    cwd = p.get("cwd") or "/"
+    if not cwd.startswith("/"):
+        raise ContainerError(f"config.json: process.cwd {cwd!r} must be absolute")
+    process = Process(args=list(args), env=env, cwd=cwd, user=spec_user,
+                      terminal=bool(p.get("terminal")), interactive=True,
+                      rlimits=rlimits, umask=user.get("umask"))
+    return process, _security(p)
+
+
+def _security(p: dict) -> Security:
+    sets = p.get("capabilities") or {}
+    try:
+        named = {k: {caps.normalize(c) for c in v or []} for k, v in sets.items()}
+    except ValueError as e:
+        refuse("process.capabilities", f"{e} (not known to this build)")
+    if named.get("ambient") or named.get("inheritable"):
+        refuse("process.capabilities ambient/inheritable", "minicontainer keeps both empty "
+               "(as docker does since CVE-2022-24769)")
+    keep = named.get("bounding", set()) | named.get("permitted", set()) | named.get("effective", set())
+    for kind in ("bounding", "permitted", "effective"):
+        if named.get(kind, set()) != keep and sets:
+            refuse(f"process.capabilities.{kind}", "bounding, permitted and effective must "
+                   "be the same set here")
+    privileged = keep >= set(caps.all_names())
+    return Security(capabilities=frozenset(keep), no_new_privs=bool(p.get("noNewPrivileges")),
+                    privileged=privileged)
+
+
+def _devices(linux: dict) -> tuple[list, bool]:
+    """(nodes to make, whether the device allowlist denies by default)."""
+    nodes = []
+    for d in linux.get("devices") or []:
+        if d.get("type") not in ("c", "b", "u"):
+            refuse(f"linux.devices {d.get('path')}", f"type {d.get('type')!r}")
+        nodes.append((d["path"], "b" if d["type"] == "b" else "c", int(d["major"]),
+                      int(d["minor"]), int(d.get("fileMode", 0o666)) & 0o7777,
+                      int(d.get("uid", 0)), int(d.get("gid", 0))))
+    deny_all = False
+    made = OWN_DEVICES | {(n[2], n[3]) for n in nodes}
+    for rule in (linux.get("resources") or {}).get("devices") or []:
+        specific = rule.get("major") not in (None, -1) or rule.get("type") not in (None, "a")
+        if rule.get("allow"):
+            if not specific:
+                deny_all = False  # allow everything again (privileged)
+            continue
+        if not specific:
+            deny_all = True
+        elif (rule.get("major"), rule.get("minor")) in made or \
+                (rule.get("major"), None) in made:
+            refuse("linux.resources.devices", f"a deny rule for {rule.get('major')}:"
+                   f"{rule.get('minor')}, a device the container has, cannot be enforced "
+                   "without a device cgroup")
+    return nodes, deny_all
+
+
+def _mounts(entries, bundle: str, deny_devices: bool) -> list[Mount]:
+    from minicontainer.kernel import syscalls
+
+    out = []
+    for m in entries:
+        dest = os.path.normpath(m.get("destination") or "")
+        kind = m.get("type") or ("bind" if "bind" in (m.get("options") or []) or
+                                 "rbind" in (m.get("options") or []) else "")
+        options = list(m.get("options") or [])
+        if SYSTEM_MOUNTS.get(dest) in (kind, "cgroup" if kind == "cgroup2" else None) and \
+                not (dest == "/dev/shm" and kind == "bind"):
+            continue  # met by mount_system
+        if not dest.startswith("/") or dest == "/":
+            raise ContainerError(f"config.json: mount destination {dest!r} must be absolute")
+        flags, data, readonly = 0, [], False
+        for o in options:
+            if o == "ro":
+                readonly = True
+            elif o in MOUNT_FLAGS:
+                flags |= getattr(syscalls, MOUNT_FLAGS[o])
+            elif o in NEUTRAL_OPTIONS:
+                continue
+            elif kind == "tmpfs" and "=" in o:
+                data.append(o)
+            else:
+                refuse(f"mount {dest} option {o!r}", "unknown or unimplemented mount option")
+        if kind == "bind":
+            source = os.path.normpath(os.path.join(bundle, m.get("source") or ""))
+            if deny_devices and _is_device(source):
+                refuse(f"mount {dest}", f"{source} is a device node: the device allowlist "
+                       "denies it and no device cgroup would enforce that")
+            out.append(Mount(kind="bind", source=source, target=dest, readonly=readonly,
+                             flags=flags))
+        elif kind == "tmpfs":
+            out.append(Mount(kind="tmpfs", source="tmpfs", target=dest, readonly=readonly,
+                             options=",".join(data) or "mode=1777", flags=flags))
+        else:
+            refuse(f"mount {dest} of type {kind!r}", "only bind and tmpfs mounts (plus the "
+                   "standard /proc, /dev, /sys ones, which minicontainer makes itself)")
+    return out
+
+
+def _is_device(path: str) -> bool:
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+
+
+def _resources(r: dict) -> Resources | None:
+    """linux.resources -> Resources (docker's units); runtime/cgroups.py refuses what this
+    host cannot enforce. devices: handled by _devices."""
+    for key in r:
+        if key not in ("devices", "memory", "cpu", "pids", "blockIO") and r[key]:
+            refuse(f"linux.resources.{key}", "not implemented")
+    out = Resources()
+    mem = r.get("memory") or {}
+    for key in mem:
+        if key not in ("limit", "swap", "reservation", "disableOOMKiller", "swappiness") \
+                and mem[key] is not None:
+            refuse(f"linux.resources.memory.{key}", "not implemented")
+    if mem.get("disableOOMKiller"):
+        refuse("linux.resources.memory.disableOOMKiller", "not available in cgroup v2")
+    if mem.get("limit") and mem["limit"] > 0:
+        out.memory = int(mem["limit"])
+        if mem.get("swap"):
+            out.memory_swap = int(mem["swap"])
+    if mem.get("reservation") and mem["reservation"] > 0:
+        out.memory_reservation = int(mem["reservation"])
+    cpu = r.get("cpu") or {}
+    for key in cpu:
+        if key not in ("shares", "quota", "period", "cpus", "mems") and cpu[key]:
+            refuse(f"linux.resources.cpu.{key}", "not implemented")
+    if cpu.get("quota") and cpu["quota"] > 0:
+        out.cpus = cpu["quota"] / (cpu.get("period") or 100000)
+    if cpu.get("shares"):
+        out.cpu_shares = int(cpu["shares"])
+    if cpu.get("cpus"):
+        out.cpuset_cpus = cpu["cpus"]
+    if cpu.get("mems"):
+        refuse("linux.resources.cpu.mems", "not implemented")
+    pids = (r.get("pids") or {}).get("limit")
+    if pids and pids > 0:
+        out.pids_limit = int(pids)
+    blkio = r.get("blockIO") or {}
+    if blkio.get("weight"):
+        out.io_weight = int(blkio["weight"])
+    for key in blkio:
+        if key != "weight" and blkio[key]:
+            refuse(f"linux.resources.blockIO.{key}", "not implemented")
+    fields = ("memory", "memory_swap", "memory_reservation", "cpus", "cpu_shares",
+              "cpuset_cpus", "pids_limit", "io_weight")
+    return out if any(getattr(out, f) is not None for f in fields) else None
+
+
+def default_config(rootfs_path: str = "rootfs") -> dict:
+    """`minicontainer spec`: a config.json that minicontainer runs as it is (runc's default,
+    less what it refuses: ambient capabilities, and with CAP_MKNOD withheld)."""
+    keep = ["CAP_" + c.upper() for c in ("audit_write", "kill", "net_bind_service")]
+    return {
+        "ociVersion": OCI_VERSION,
+        "process": {"terminal": True, "user": {"uid": 0, "gid": 0}, "args": ["sh"],
+                    "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                            "TERM=xterm"],
+                    "cwd": "/", "capabilities": {"bounding": keep, "effective": keep,
+                                                 "permitted": keep},
+                    "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+                    "noNewPrivileges": True},
+        "root": {"path": rootfs_path, "readonly": True},
+        "hostname": "minicontainer",
+        "mounts": [{"destination": d, "type": t, "source": t} for d, t in (
+            ("/proc", "proc"), ("/dev", "tmpfs"), ("/dev/pts", "devpts"),
+            ("/dev/shm", "tmpfs"), ("/dev/mqueue", "mqueue"), ("/sys", "sysfs"),
+            ("/sys/fs/cgroup", "cgroup"))],
+        "linux": {"resources": {"devices": [{"allow": False, "access": "rwm"}]},
+                  "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount",
+                                                       "cgroup")],
+                  "maskedPaths": list(rootfs.MASKED_PATHS),
+                  "readonlyPaths": list(rootfs.READONLY_PATHS)},
+    }
+
+
+def features() -> dict:
+    """`minicontainer features` (runc's command): what this runtime implements."""
+    return {
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": OCI_VERSION,
+        "hooks": [],
+        "mountOptions": sorted(set(MOUNT_FLAGS) | NEUTRAL_OPTIONS | {"ro"}),
+        "linux": {
+            "namespaces": sorted(NAMESPACES),
+            "capabilities": ["CAP_" + c.upper() for c in caps.all_names()],
+            "cgroup": {"v1": False, "v2": True, "systemd": False, "systemdUser": False},
+            "seccomp": {"enabled": False},
+            "apparmor": {"enabled": False},
+            "selinux": {"enabled": False},
+        },
+        "annotations": {"org.opencontainers.runtime-spec.features.minicontainer":
+                        "no user namespaces, no hooks, no seccomp"},
+    }
