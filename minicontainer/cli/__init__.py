@@ -108,6 +108,11 @@ def _dispatch(args: list[str]) -> int:
                 raise UsageError(f"unknown --log-format {_log['format']!r} (text or json)")
         elif opt in ("--debug", "--systemd-cgroup=false", "--rootless=false"):
             pass  # runc's; nothing to do here
+        elif opt == "--cgroup-manager" or opt.startswith("--cgroup-manager="):
+            manager = opt[17:] if "=" in opt else _value(opt, args)  # crun's; podman passes it
+            if manager not in ("cgroupfs", "disabled"):
+                raise UsageError(f"--cgroup-manager {manager}: only cgroupfs (minicontainer "
+                                 "makes its own cgroup v2 per container) or disabled")
         elif opt == "--systemd-cgroup":
             raise UsageError("--systemd-cgroup is not supported: minicontainer manages its "
                              "cgroups itself (use cgroup_manager = \"cgroupfs\" in podman)")

@@ -37,7 +37,8 @@ def send_console(socket_path: str, master: int) -> None:
     import socket
     import struct
 
-    number = struct.unpack("I", fcntl.ioctl(master, termios.TIOCGPTN, b"\0" * 4))[0]
+    TIOCGPTN = 0x80045430  # the pty's number; termios does not name it
+    number = struct.unpack("I", fcntl.ioctl(master, TIOCGPTN, b"\0" * 4))[0]
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.connect(socket_path)
         socket.send_fds(sock, [f"/dev/pts/{number}".encode()], [master])
