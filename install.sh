@@ -15,7 +15,7 @@ fi
 
 # Build and run-time needs: Python with venv and headers, a C compiler for the cffi module and
 # python-prctl (libcap headers), iproute2 for the network tests, QEMU for `minicontainer vm`.
-packages="python3 python3-venv python3-dev gcc libc6-dev libffi-dev libcap-dev iproute2 procps ca-certificates qemu-system-x86"
+packages="python3 python3-venv python3-dev gcc libc6-dev libffi-dev libcap-dev iproute2 nftables procps ca-certificates qemu-system-x86"
 packages="$packages ${MINICONTAINER_EXTRA_PACKAGES:-}"
 missing=""
 for p in $packages; do

@@ -63,6 +63,14 @@ class Root(_Record):
     _defaults = {"readonly": False, "pivot_root": True}
 
 
+class Port(_Record):
+    """-p: connections to host_ip (None: any of the host's addresses):host_port are forwarded
+    to container_port; protocol 'tcp' or 'udp'."""
+
+    __slots__ = ("host_ip", "host_port", "container_port", "protocol")
+    _defaults = {"host_ip": None, "protocol": "tcp"}
+
+
 class Security(_Record):
     """Capabilities kept (lower-case names without CAP_), no_new_privs, and privileged."""
 
@@ -83,11 +91,12 @@ class Resources(_Record):
 
 class ContainerSpec(_Record):
     __slots__ = ("root", "process", "hostname", "name", "mounts", "namespaces", "security",
-                 "network", "resources", "namespace_paths", "devices", "sysctl",
+                 "network", "resources", "ports", "namespace_paths", "devices", "sysctl",
                  "masked_paths", "readonly_paths")
+    # network: none|host|bridge|container:NAME; ports: [Port] (bridge only);
     # namespace_paths: {"net": "/proc/..."}: join these namespaces instead of new ones
     # devices: [(path, "c"|"b", major, minor, mode, uid, gid)] made in /dev; sysctl: {key: value};
     # masked_paths, readonly_paths: None means runc's defaults (runtime/rootfs.py)
     _defaults = {"hostname": None, "name": None, "mounts": [], "namespaces": DEFAULT_NAMESPACES,
-                 "network": "none", "namespace_paths": {}, "devices": [],
+                 "network": "none", "ports": [], "namespace_paths": {}, "devices": [],
                  "sysctl": {}, "masked_paths": None, "readonly_paths": None}

@@ -60,15 +60,24 @@ def network_leftovers(net: Network, netns_before: set[str]) -> list[str]:
     return problems
 
 
+def settled(net: Network, netns_before: set[str] | None = None) -> list[str]:
+    """network_leftovers once the kernel and the background teardown have had their moment:
+    the last container's runtime hands the bridge's deletion to a detached process, and a
+    veth goes when the kernel frees the container's namespace."""
+    before = _named_netns() if netns_before is None else netns_before
+    deadline = time.monotonic() + 5
+    problems = network_leftovers(net, before)
+    while problems and time.monotonic() < deadline:
+        time.sleep(0.05)
+        problems = network_leftovers(net, before)
+    return problems
+
+
 @pytest.fixture(autouse=True)
 def no_network_left_behind(request, net):
     before = _named_netns()
     yield
-    deadline = time.monotonic() + 5
-    problems = network_leftovers(net, before)
-    while problems and time.monotonic() < deadline:
-        time.sleep(0.1)
-        problems = network_leftovers(net, before)
+    problems = settled(net, before)
     if problems:
         for link in _links():
             if link == net.bridge or link.startswith(net.veth_prefix):
@@ -187,14 +196,29 @@ def test_two_containers_talk_tcp_by_name_and_address(mc, mc_cmd, rootfs, net):
     try:
         address = wait_for(lambda: os.path.isdir(net.leases) and lease_of(net, "srv"), 20,
                            "the server's lease")
-        client = ("for i in $(seq 50); do nc -w 2 srv 5000 && break; sleep 0.1; done; "
-                  f"nc -w 2 {address} 5000")
+        client = ("for i in $(seq 50); do nc -w 2 srv 5000 2>/dev/null && break; sleep 0.1; done; "
+                  f"for i in $(seq 50); do nc -w 2 {address} 5000 2>/dev/null && break; sleep 0.1; done")
         r = mc("run", "--network", "bridge", rootfs, "sh", "-c", client)
         assert r.returncode == 0, r.stderr
         assert r.stdout.split() == ["pong-by-name", "pong-by-address"]
         assert server.wait(timeout=15) == 0
     finally:
         stop(server)
+
+
+def test_a_running_container_sees_names_of_later_ones(mc, mc_cmd, rootfs):
+    early = subprocess.Popen(
+        [*mc_cmd, "run", "--network", "bridge", rootfs, "sh", "-c",
+         "n=0; until grep -q ' late$' /etc/hosts; do sleep 0.1; n=$((n+1)); "
+         "[ $n -gt 300 ] && exit 1; done; echo saw-late"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    try:
+        r = mc("run", "--network", "bridge", "--name", "late", rootfs, "sleep", "1")
+        assert r.returncode == 0, r.stderr
+        out, err = early.communicate(timeout=40)
+        assert early.returncode == 0 and out.split() == ["saw-late"], err
+    finally:
+        stop(early)
 
 
 def test_published_port_answers_http_on_loopback_and_host_address(mc_cmd, rootfs, net):
@@ -268,7 +292,7 @@ def test_nothing_remains_after_100_sequential_runs(mc_cmd, rootfs, net):
         if r.returncode != 0:
             failures.append((i, r.stderr))
     assert not failures, failures[:3]
-    assert network_leftovers(net, _named_netns()) == []
+    assert settled(net) == []
 
 
 def test_sigkill_of_the_runtime_mid_start_then_gc_leaves_nothing(mc, mc_cmd, rootfs, net):
@@ -298,7 +322,7 @@ def test_sigkill_of_the_runtime_mid_start_then_gc_leaves_nothing(mc, mc_cmd, roo
         runtime.wait()
         r = mc("gc")
         assert r.returncode == 0, (label, r.stderr)
-        assert network_leftovers(net, _named_netns()) == [], label
+        assert settled(net) == [], label
     with socket.socket() as s:
         s.bind(("0.0.0.0", port))  # the port is no longer held
 
@@ -364,7 +388,7 @@ def test_taken_port_is_refused_and_nothing_is_left(mc, rootfs, net):
             assert r.stderr.splitlines() == [
                 f"minicontainer: cannot publish {host_ip}:{port}/tcp: "
                 "the port is already in use on the host"]
-            assert network_leftovers(net, _named_netns()) == []
+            assert settled(net) == []
 
 
 def test_publishing_on_an_address_the_host_lacks_is_refused(mc, rootfs, net):

@@ -36,7 +36,11 @@ Options:
       --privileged         keep every capability
       --security-opt no-new-privileges[=true|false]
                            no_new_privs is on unless set to false here
-      --network none|host  none (default): a new network namespace with only lo
+      --network MODE       none (default): a new network namespace with only lo;
+                           host: the host's; bridge: a veth on the bridge, NAT, /etc/hosts;
+                           container:NAME: join that running container's network namespace
+  -p, --publish [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp]
+                           forward a host port to the container (implies --network bridge)
   -d, --detach             run in the background: print the id, keep the output in a log
                            (minicontainer logs), record the exit status (ps -a)
       --rm                 with -d: remove the container when it exits (without -d a run is
@@ -58,6 +62,7 @@ FLAGS = {
     "--cap-add": ("cap_add", True), "--cap-drop": ("cap_drop", True),
     "--security-opt": ("security_opt", True),
     "--network": ("network", True), "--net": ("network", True),
+    "-p": ("publish", True), "--publish": ("publish", True),
     "-i": ("interactive", False), "--interactive": ("interactive", False),
     "-t": ("tty", False), "--tty": ("tty", False),
     "--init": ("init", False),
@@ -76,7 +81,7 @@ FLAGS = {
     "--device-read-bps": ("device_read_bps", True), "--device-write-bps": ("device_write_bps", True),
     "--stats": ("stats", False),
 }
-REPEATABLE = {"env", "volume", "tmpfs", "cap_add", "cap_drop", "security_opt",
+REPEATABLE = {"env", "volume", "tmpfs", "cap_add", "cap_drop", "security_opt", "publish",
               "device_read_bps", "device_write_bps"}
 RESOURCE_FIELDS = ("memory", "memory_swap", "memory_reservation", "cpus", "cpu_shares",
                    "cpuset_cpus", "pids_limit", "io_weight", "device_read_bps",
@@ -142,12 +147,20 @@ def build_spec(opts: dict, positionals: list[str]) -> ContainerSpec:
 
     mounts = [_parse_volume(v) for v in opts["volume"]] + [_parse_tmpfs(t) for t in opts["tmpfs"]]
 
-    network = opts.get("network", "none")
+    # Publishing a port implies a bridge, as with docker; otherwise no network by default.
+    network = opts.get("network", "bridge" if opts["publish"] else "none")
     namespaces = ("mnt", "pid", "uts", "ipc", "net", "cgroup")
-    if network == "host":
-        namespaces = tuple(n for n in namespaces if n != "net")
-    elif network != "none":
-        raise UsageError(f"network mode {network!r} is not supported yet (have: none, host)")
+    if network == "host" or network.startswith("container:") and len(network) > 10:
+        namespaces = tuple(n for n in namespaces if n != "net")  # host's, or joined
+    elif network not in ("none", "bridge"):
+        raise UsageError(f"unknown network mode {network!r} (have: none, host, bridge, container:NAME)")
+    ports = []
+    if opts["publish"]:
+        if network != "bridge":
+            raise UsageError(f"-p/--publish needs --network bridge, not {network!r}")
+        from minicontainer.runtime.network import parse_publish  # only now: it is not cheap
+
+        ports = [parse_publish(p) for p in opts["publish"]]
 
     workdir = opts.get("workdir", "/")
     if not workdir.startswith("/"):
@@ -166,6 +179,7 @@ def build_spec(opts: dict, positionals: list[str]) -> ContainerSpec:
         namespaces=namespaces,
         security=_security(opts),
         network=network,
+        ports=ports,
         resources=_resources(opts),
     )
 

@@ -276,8 +276,12 @@ def _outside_steps(spec, container) -> list:
     unshared its namespaces and before it goes on (a veth into its network namespace, say).
     Each step is a callable taking that pid; none are needed for the default run, which
     then costs no extra round trip."""
-    return []
+    steps = []
+    if spec.network not in ("none", "host"):  # bridge, container:NAME (imports pyroute2)
+        from minicontainer.runtime import network
 
+        steps += network.prepare(spec, container)
+    return steps
 
 
 def _fork(spec, cgroup: str | None) -> int:

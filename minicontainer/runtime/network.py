@@ -40,7 +40,6 @@ import ipaddress
 import json
 import os
 import socket
-import subprocess
 
 from minicontainer.errors import ContainerError, UsageError
 from minicontainer.spec import Mount, Port
@@ -96,16 +95,16 @@ def prepare(spec, container) -> list:
     net = Network(container.store.root)
     host = _host_netlink()
     container.own("lease", f"{net.dir} {container.id}")
-    with net.locked() as lock:
+    with net.locked():
         address = net.allocate(container.id, spec.hostname or container.id[:12], spec.name)
-        bridge = net.ensure(host, lock)
+        bridge = net.ensure(host)
         net.write_hosts()
-        _publish(spec.ports, address, net, container, lock)
+        _publish(spec.ports, address, net, container)
     spec.mounts[:0] = net.mounts(spec.root)
     veth = net.veth_prefix + container.id[:15 - len(net.veth_prefix)]  # IFNAMSIZ - 1
 
     def connect(pid: int) -> None:
-        container.own("veth", veth)
+        container.own("veth", f"{veth} {os.stat(f'/proc/{pid}/ns/net').st_ino}")
         host.add_veth_into(veth, PEER_NAME, pid, bridge)
         with Netlink(pid=pid) as inside:
             eth0 = inside.index(PEER_NAME)
@@ -214,7 +213,7 @@ class Network:
 
     # The bridge, its NAT table and files (hold the lock).
 
-    def ensure(self, host, lock: "_Lock") -> int:
+    def ensure(self, host) -> int:
         """The bridge's ifindex, building the bridge and the nft table if not complete."""
         index = host.index(self.bridge)
         if index is not None and os.path.exists(self._path("up")):
@@ -229,15 +228,15 @@ class Network:
         # packets with a loopback source on other devices unless asked): this device only.
         _write(f"/proc/sys/net/ipv4/conf/{self.bridge}/route_localnet", "1")
         host.set_up(index)
-        _nft(self._ruleset(), lock)
+        _nft(self._ruleset())
         _forwarding_on()
         _write(self._path("up"), "")
         return index
 
-    def teardown(self, host, lock: "_Lock") -> None:
+    def teardown(self, host) -> None:
         """Remove the bridge, the nft table and the files: nothing uses them any more."""
         _unlink(self._path("up"))
-        _nft(f"delete table ip {self.table}", lock, missing_ok=True)
+        _nft(f"delete table ip {self.table}", missing_ok=True)
         host.delete_link(self.bridge)
         _forwarding_restore(self.table)
         for name in ("hosts", "resolv.conf", "cursor", "config"):
@@ -316,7 +315,7 @@ table ip {self.table} {{
         return found
 
 
-def _publish(ports: list, address: str, net: Network, container, lock: "_Lock") -> None:
+def _publish(ports: list, address: str, net: Network, container) -> None:
     """Hold each host port (so nothing else can take it, and a taken one fails here), then
     add its DNAT map elements in one nft transaction."""
     elements = []
@@ -326,11 +325,18 @@ def _publish(ports: list, address: str, net: Network, container, lock: "_Lock") 
             table_map, key = f"{port.protocol}_at", f"{port.host_ip} . {port.host_port}"
         else:
             table_map, key = f"{port.protocol}_any", str(port.host_port)
-        container.own("port", f"{net.table} {table_map} {key.replace(' . ', ':')} {net.dir}")
+        container.own("port", f"{net.table} {table_map} {key.replace(' . ', ':')}")
         elements.append(f"add element ip {net.table} {table_map} "
                         f"{{ {key} : {address} . {port.container_port} }}")
     if elements:
-        _nft("\n".join(elements) + "\n", lock)
+        try:
+            _nft("\n".join(elements) + "\n")
+        except ContainerError as e:
+            if "File exists" not in str(e):
+                raise
+            wanted = ", ".join(f"{p.host_ip or '0.0.0.0'}:{p.host_port}/{p.protocol}" for p in ports)
+            raise ContainerError(f"cannot publish {wanted}: already forwarded to another "
+                                 "container") from None
 
 
 def _reserve(port: Port) -> socket.socket:
@@ -413,28 +419,48 @@ def release_lease(value: str) -> None:
         return  # the lease was never taken
     net = Network(os.path.dirname(netdir))
     with net.locked() as lock:
-        if net.release(cid):
-            net.teardown(_host_netlink(), lock)
-        else:
+        if not net.release(cid):
             net.write_hosts()
+            return
+        _unlink(net._path("up"))  # from here on the network counts as not built
+        # Deleting a bridge takes 30-50 ms (the kernel waits for RCU grace periods): leave it
+        # to a detached process that inherits the lock, so the container's exit is not held
+        # up, while the next start still waits (on the lock) until the teardown is complete.
+        _in_background(lambda: net.teardown(_host_netlink()), keep_fd=lock.fd)
 
 
 def release_veth(value: str) -> None:
-    """VALUE: the host end's name. Usually gone already: it dies with the container's
-    network namespace. Deleting it here also cuts off `container:` joiners, as docker does."""
-    _host_netlink().delete_link(value)
+    """VALUE "NAME NETNS-INODE": the host end, and the container's network namespace.
+
+    The kernel deletes a veth pair with the namespace that holds one end, so when no process
+    is left in that namespace there is nothing to do (and deleting it ourselves would only
+    wait for the kernel's teardown of the namespace: 20-40 ms). When `container:` joiners
+    still live in it, the veth is deleted here: they lose the network with it, as in docker."""
+    name, _, inode = value.partition(" ")
+    if inode and not _namespace_in_use(f"net:[{inode}]"):
+        return
+    _host_netlink().delete_link(name)
 
 
 def release_port(value: str) -> None:
-    """VALUE "TABLE MAP KEY NETDIR": one published port's DNAT map element (KEY is PORT
-    or IP:PORT)."""
-    table, table_map, key, netdir = value.split(" ", 3)
-    key = key.replace(":", " . ")
-    with Network(os.path.dirname(netdir)).locked() as lock:
-        _nft(f"delete element ip {table} {table_map} {{ {key} }}", lock, missing_ok=True)
+    """VALUE "TABLE MAP KEY": one published port's DNAT map element (KEY: PORT or IP:PORT)."""
+    table, table_map, key = value.split(" ")
+    _nft(f"delete element ip {table} {table_map} {{ {key.replace(':', ' . ')} }}", missing_ok=True)
 
 
 # Helpers.
+
+def _namespace_in_use(link: str) -> bool:
+    """Whether any process is in the namespace whose /proc/PID/ns/* link reads `link`."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.readlink(f"/proc/{entry}/ns/net") == link:
+                    return True
+            except OSError:
+                continue
+    return False
+
 
 class _Lock:
     def __init__(self, path: str):
@@ -449,6 +475,33 @@ class _Lock:
         os.close(self.fd)  # releases the flock
 
 
+def _in_background(work, keep_fd: int) -> None:
+    """Run `work` in a detached grandchild (no zombie left to us, no terminal, no stdio, no
+    inherited fd but `keep_fd`) and return at once."""
+    child = os.fork()
+    if child:
+        os.waitpid(child, 0)
+        return
+    try:
+        os.setsid()
+        if os.fork():
+            os._exit(0)  # the grandchild is reparented to init, which reaps it
+        null = os.open("/dev/null", os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.closerange(3, keep_fd)
+        os.closerange(keep_fd + 1, 65536)
+        global _netlink
+        _netlink = None  # its socket was the parent's (and is closed now): open our own
+        from minicontainer.kernel import nftables
+
+        nftables.reset()
+        work()
+        os._exit(0)
+    except BaseException:
+        os._exit(1)
+
+
 def _host_netlink():
     global _netlink
     if _netlink is None:
@@ -458,23 +511,17 @@ def _host_netlink():
     return _netlink
 
 
-def _nft(script: str, lock: "_Lock", missing_ok: bool = False) -> None:
-    """Run an nft script as one transaction: all of it applies, or none of it.
+def _nft(script: str, missing_ok: bool = False) -> str:
+    """Run an nft script as one transaction (kernel/nftables.py); missing_ok: a table or
+    element that is not there is not an error (releasers)."""
+    from minicontainer.kernel import nftables
 
-    nft inherits the network lock's fd, so the lock stays held until nft is done even if we
-    are SIGKILLed meanwhile: gc cannot tear the table down while an orphaned nft is still
-    about to fill it."""
     try:
-        done = subprocess.run(["nft", "-f", "-"], input=script, capture_output=True, text=True,
-                              pass_fds=(lock.fd,))
-    except FileNotFoundError:
-        raise ContainerError("bridge networking needs the nft command "
-                             "(Debian package nftables)") from None
-    if done.returncode != 0:
-        if missing_ok and "No such file or directory" in done.stderr:
-            return
-        first = done.stderr.strip().splitlines()[:1] or [f"exit status {done.returncode}"]
-        raise ContainerError(f"nft failed: {first[0]}")
+        return nftables.run(script)
+    except nftables.NftError as e:
+        if missing_ok and "No such file or directory" in str(e):
+            return ""
+        raise ContainerError(f"nft failed: {e}") from None
 
 
 def _forwarding_on() -> None:
@@ -490,7 +537,7 @@ def _forwarding_on() -> None:
 def _forwarding_restore(table: str) -> None:
     if not os.path.exists(FORWARDING_MARK):
         return  # it was on before us: not ours to switch off
-    listing = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    listing = _nft("list tables")
     others = [line for line in listing.splitlines()
               if line.startswith("table ip minicontainer") and line.split()[2] != table]
     if not others:  # no other minicontainer network (another state root) still needs it
