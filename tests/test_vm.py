@@ -57,11 +57,35 @@ def test_output_and_exit_status(vm, rootfs):
     r = vm(rootfs, "sh", "-c", "echo out; echo err >&2; uname -r; exit 3")
     assert r.returncode == 3, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[:2] == ["out", "err"]  # one console: stderr arrives on stdout
-    assert lines[2] != os.uname().release  # the guest's own kernel
-    # The status line names the accelerator (always) and the machine.
-    assert "minicontainer: vm: " in r.stderr and ("TCG" in r.stderr or "KVM" in r.stderr)
-    assert "microvm" in r.stderr
+    assert lines[0] == "out" and len(lines) == 2  # stderr does not arrive on stdout
+    assert lines[1] != os.uname().release  # the guest's own kernel
+    # stderr has its own channel (the guest's ttyS1): the status line, then the command's.
+    status, err = r.stderr.splitlines()
+    assert err == "err"
+    # The status line names the accelerator (always), the machine and the devices: none
+    # by default, as `run` defaults to --network none.
+    assert status.startswith("minicontainer: vm: ") and ("TCG" in status or "KVM" in status)
+    assert "microvm" in status and "no devices" in status
+
+
+def test_stdout_and_stderr_apart_and_intact(vm, rootfs):
+    """Much of both at once, byte for byte, each on its own stream (`2>/dev/null` works)."""
+    script = ('i=0; while [ $i -lt 1500 ]; do echo "out $i"; echo "err $i" >&2; i=$((i+1)); done; '
+              'printf "no newline at the end" >&2')
+    r = vm(rootfs, "sh", "-c", script)
+    assert r.returncode == 0, r.stderr[-500:]
+    assert r.stdout == "".join(f"out {i}\n" for i in range(1500))
+    guest_err = r.stderr.split("\n", 1)[1]  # after the status line
+    assert guest_err == "".join(f"err {i}\n" for i in range(1500)) + "no newline at the end"
+    quiet = vm(rootfs, "sh", "-c", "echo visible; echo hidden >&2", stderr=subprocess.DEVNULL,
+               capture_output=False, stdout=subprocess.PIPE)
+    assert quiet.returncode == 0 and quiet.stdout == "visible\n"
+
+
+def test_default_has_no_disk_and_no_nic(vm, rootfs):
+    r = vm(rootfs, "sh", "-c", "ls /sys/block; ls /sys/class/net; ls /sys/bus/virtio/devices 2>/dev/null | wc -l")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["lo", "0"]  # no block device, only loopback, no virtio device
 
 
 def test_virtio_devices_use_virtio_drivers(vm, rootfs):
@@ -136,6 +160,10 @@ def test_no_kernel_to_be_found(vm, rootfs, tmp_path):
     assert "--kernel" in r.stderr
 
 
+def test_guestfwd_needs_a_nic(vm, rootfs):
+    assert "--guestfwd needs a NIC" in one_error_line(vm("--guestfwd", "80:8080", rootfs, "true"))
+
+
 def test_explicit_kernel_missing(vm, rootfs):
     assert "no such file" in one_error_line(vm("--kernel", "/nonexistent/vmlinuz", rootfs, "true"))
 
@@ -148,7 +176,8 @@ def test_guest_failure_is_one_line(vm, rootfs):
 
 def test_ctrl_c_stops_qemu_and_cleans_up(vm, rootfs):
     environ = dict(os.environ, TMPDIR=vm.tmpdir)
-    proc = subprocess.Popen([PYTHON, "-m", "minicontainer", "vm", "run", rootfs, "sleep", "60"],
+    proc = subprocess.Popen([PYTHON, "-m", "minicontainer", "vm", "run", "--devices", "virtio",
+                             rootfs, "sleep", "60"],
                             env=environ, cwd=REPO, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 30
@@ -161,3 +190,51 @@ def test_ctrl_c_stops_qemu_and_cleans_up(vm, rootfs):
     assert proc.returncode == 130, err
     assert b"Traceback" not in err
     # the fixture checks that qemu and the scratch disk are gone
+
+
+def test_sigkill_mid_boot_leaves_nothing_after_gc(vm, rootfs):
+    """SIGKILL cannot be caught: QEMU dies with the CLI (PR_SET_PDEATHSIG), and the scratch
+    dir it leaves is named after its dead owner, so `minicontainer gc` removes it."""
+    environ = dict(os.environ, TMPDIR=vm.tmpdir)
+    proc = subprocess.Popen([PYTHON, "-m", "minicontainer", "vm", "run", "--devices", "virtio",
+                             rootfs, "sleep", "60"], env=environ, cwd=REPO,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not qemu_processes(vm.tmpdir) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert qemu_processes(vm.tmpdir), "qemu never started"
+    time.sleep(0.3)  # mid-boot: the guest kernel is still starting
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while qemu_processes(vm.tmpdir) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert qemu_processes(vm.tmpdir) == [], "qemu outlived the SIGKILLed CLI"
+    left = os.listdir(vm.tmpdir)
+    assert len(left) == 1 and left[0].startswith(f"minicontainer-vm-{proc.pid}-"), left
+    r = subprocess.run([PYTHON, "-m", "minicontainer", "gc"], env=environ, cwd=REPO,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert f"removed {os.path.join(vm.tmpdir, left[0])}\n" in r.stdout
+    # the fixture checks that the temp dir is empty and no qemu remains
+
+
+def test_reclaim_spares_live_owners_and_old_names(tmp_path):
+    """Only directories whose owner (pid + start time) is dead are removed."""
+    from minicontainer.vm import scratch
+
+    mine = scratch.make(str(tmp_path))  # owner: this process, alive
+    child = subprocess.Popen(["true"])
+    child.wait()
+    start = "1"  # a dead pid (reaped above); any start time
+    dead = tmp_path / f"minicontainer-vm-{child.pid}-{start}-abc123"
+    (dead / "sub").mkdir(parents=True)
+    (dead / "sub" / "disk.img").write_bytes(b"x")
+    reused = tmp_path / f"minicontainer-vm-{os.getpid()}-1-zzz"  # our pid, another start time
+    reused.mkdir()
+    legacy = tmp_path / "minicontainer-vm-q8x1_abc"  # no owner in the name: left alone
+    legacy.mkdir()
+    removed = scratch.reclaim(str(tmp_path))
+    assert sorted(removed) == sorted([str(dead), str(reused)])
+    assert sorted(os.listdir(tmp_path)) == sorted([os.path.basename(mine), legacy.name])

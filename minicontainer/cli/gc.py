@@ -1,5 +1,7 @@
 """`minicontainer gc`: remove what containers of dead runtimes left behind (state, overlay
-layers, names). Every `run` does the same for itself first; this is the explicit form."""
+layers, names), and the scratch directories of SIGKILLed `vm run`s (TMPDIR, else /tmp; see
+vm/scratch.py). Every `run` (and `vm run`) does the same for itself first; this is the
+explicit form."""
 from __future__ import annotations
 
 import sys
@@ -9,7 +11,8 @@ from minicontainer.errors import UsageError
 
 def main(args: list[str], root: str | None) -> int:
     if args in (["-h"], ["--help"]):
-        sys.stdout.write("Usage: minicontainer gc\n\nRemove containers whose runtime is gone.\n")
+        sys.stdout.write("Usage: minicontainer gc\n\nRemove containers whose runtime is gone, and scratch "
+                         "directories of VM runs that were killed.\n")
         return 0
     if args:
         raise UsageError(f"gc takes no arguments, got {' '.join(args)}")
@@ -17,4 +20,8 @@ def main(args: list[str], root: str | None) -> int:
 
     for cid in StateStore(state_root(root)).collect_garbage():
         sys.stdout.write(f"removed {cid[:12]}\n")
+    from minicontainer.vm import scratch  # VM runs' scratch dirs whose owner was SIGKILLed
+
+    for path in scratch.reclaim():
+        sys.stdout.write(f"removed {path}\n")
     return 0

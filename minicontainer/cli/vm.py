@@ -15,8 +15,10 @@ HELP = """\
 Usage: minicontainer vm run [OPTIONS] ROOTFS COMMAND [ARG...]
 
 Boot ROOTFS as a virtual machine (QEMU, a real guest kernel) and run COMMAND as its workload.
-Its output comes back here and its exit status becomes minicontainer's. ROOTFS is packed into
-an initramfs (cached by content) with a small init; it is never written to.
+Its output comes back here (stdout and stderr apart, as with `run`) and its exit status
+becomes minicontainer's. ROOTFS is packed into an initramfs (cached, keyed by its files'
+metadata) with a small init; it is never written to. By default the guest gets no disk and
+no NIC (like `run`'s default --network none): the rootfs lives in the initramfs.
 
 Options:
   -e, --env KEY[=VALUE]    set an environment variable (KEY alone: take the host's value)
@@ -26,9 +28,10 @@ Options:
   -t, --tty                a terminal: the command gets the guest's console as its tty
   -m, --memory SIZE        guest memory, docker's syntax: 256m, 1g (default 128m)
       --cpus N             virtual CPUs (default 1)
-      --devices MODEL      virtio (default): paravirtualized virtio-blk and virtio-net on
-                           QEMU's microvm machine; emulated: an IDE disk and an e1000 NIC
-                           on a PC, driven as real hardware
+      --devices MODEL      none (default): no disk, no NIC, on QEMU's microvm machine;
+                           virtio: paravirtualized virtio-blk (/dev/vda, a 64 MiB scratch
+                           disk) and virtio-net on microvm; emulated: an IDE disk (/dev/sda)
+                           and an e1000 NIC on a PC, driven as real hardware
       --kernel PATH        the guest kernel (bzImage or vmlinux); default: the host's
                            /boot/vmlinuz-$(uname -r), else Debian's linux-image-amd64
                            fetched into /var/cache/minicontainer
@@ -36,7 +39,8 @@ Options:
       --timeout SECONDS    stop the guest after this long (exit 125)
       --guestfwd GUEST_PORT:HOST_PORT
                            let the guest reach 127.0.0.1:HOST_PORT on the host at
-                           10.0.2.100:GUEST_PORT (the guest can reach nothing else)
+                           10.0.2.100:GUEST_PORT (the guest can reach nothing else;
+                           needs --devices virtio or emulated)
       --stats FILE         write the run's figures (times, memory, guest kernel) as JSON
       --verbose            show the guest kernel's boot messages
 
@@ -135,7 +139,7 @@ def config_of(opts: dict, rootfs: str, command: list[str]):
         env.setdefault("TERM", os.environ["TERM"])  # as docker -t does
     return VMConfig(rootfs=os.path.abspath(rootfs), args=command, env=env,
                     workdir=workdir, hostname=opts.get("hostname"), kernel=opts.get("kernel"),
-                    devices=opts.get("devices", "virtio"),
+                    devices=opts.get("devices", "none"),
                     memory_mib=parse_memory(opts["memory"]) if "memory" in opts else 128,
                     cpus=cpus, interactive=bool(opts.get("interactive")),
                     tty=bool(opts.get("tty")), accel=accel, timeout=timeout,

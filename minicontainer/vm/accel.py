@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import struct
 import subprocess
-import tempfile
 
 from minicontainer.vm import kernel as kernels
 
@@ -58,17 +57,20 @@ def _kvm_verdict(qemu: str) -> tuple[bool, str]:
         return False, "no /dev/kvm"
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return False, "/dev/kvm is not accessible"
-    with tempfile.NamedTemporaryFile(prefix="minicontainer-kvm-probe-", suffix=".elf") as f:
-        f.write(probe_elf())
-        f.flush()
+    # The test guest lives in a memfd QEMU inherits: no file to leave behind, whatever kills us.
+    fd = os.memfd_create("minicontainer-kvm-probe", 0)
+    try:
+        os.write(fd, probe_elf())
         argv = [qemu, "-accel", "kvm", "-cpu", "host", "-M", "microvm,x-option-roms=off,rtc=off",
                 "-m", "16", "-nodefaults", "-no-user-config", "-display", "none",
-                "-device", "isa-debug-exit,iobase=0xf4,iosize=4", "-kernel", f.name]
+                "-device", "isa-debug-exit,iobase=0xf4,iosize=4", "-kernel", f"/dev/fd/{fd}"]
         try:
             r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, timeout=PROBE_TIMEOUT)
+                               stderr=subprocess.PIPE, timeout=PROBE_TIMEOUT, pass_fds=(fd,))
         except subprocess.TimeoutExpired:  # run() has killed and reaped it
             return False, f"KVM unusable: a test guest did not finish in {PROBE_TIMEOUT:g} s"
+    finally:
+        os.close(fd)
     if r.returncode == PROBE_STATUS:
         return True, ""
     lines = [ln for ln in r.stderr.decode(errors="replace").splitlines() if ln.strip()]

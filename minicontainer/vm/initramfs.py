@@ -2,9 +2,14 @@
 
     build_initramfs(rootfs, kernel, modules=DEVICE_MODULES, extra_files=()) -> path
         A newc cpio (what the kernel unpacks into its first root), written in pure Python and
-        cached under CACHE/initramfs/ by a hash of everything that goes in: the rootfs' paths,
-        modes, owners and contents, the init, the modules and the extra files. The same rootfs
-        boots again without packing anything.
+        cached under CACHE/initramfs/ by a hash of a manifest of everything that goes in,
+        without reading any file's contents: for each rootfs entry its path, mode, owner,
+        rdev, size, mtime_ns and ctime_ns (a symlink: its target); the init's text; the
+        kernel's version and its modules directory's identity; the module groups asked for;
+        the busybox and each extra file's stat (or bytes). A cache check is one walk of
+        lstat calls (~5 ms for the busybox rootfs; hashing the contents took ~140 ms per
+        run). ctime_ns is set by the kernel on any write and cannot be set back, so changed
+        contents always change the key even when size and mtime were restored.
 
 What the archive holds besides the rootfs (all under /.minicontainer, out of the way):
     /init                          INIT below: busybox sh, runs as the guest's PID 1
@@ -35,7 +40,7 @@ DEVICE_MODULES = {
 }
 
 # The guest's PID 1. The kernel hands it `key=value` words of its command line as environment
-# (mcmods, mcdisk, mctty...) and the words after `--` as arguments: the run's settings,
+# (mcmods, mcdisk, mcerr, mctty...) and the words after `--` as arguments: the run's settings,
 # each as TYPE:BASE64 (a: argument, e: KEY=VALUE, w: working directory, h: hostname).
 # It prints \001MC-READY\001 once the console is set up (the host holds stdin back until then)
 # and ends with a marker the host parses: \001MC-EXIT status mem_used_kib release\001.
@@ -64,7 +69,8 @@ if [ -e /sys/class/net/eth0 ]; then  # QEMU user networking: the host is 10.0.2.
 fi
 for hook in /.minicontainer/hooks/*.sh; do [ -e "$hook" ] && . "$hook"; done
 
-unset mcmods mcdisk
+errport=$mcerr
+unset mcmods mcdisk mcerr
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
 wd=/
 set -f
@@ -89,9 +95,11 @@ if [ "$mctty" = 1 ]; then
 else
     # exact bytes out (no \n -> \r\n), no echo of what -i sends in
     $B stty -F /dev/$mcconsole -onlcr -echo 2>/dev/null
+    err=/dev/$mcconsole  # the command's stderr: its own port if the host attached one
+    if [ -n "$errport" ] && $B stty -F /dev/$errport raw -echo 2>/dev/null; then err=/dev/$errport; fi
     $B printf '\001MC-READY\001' >/dev/$mcconsole  # the host sends stdin from now on
-    if [ "$mcstdin" = 1 ]; then "$@"; else "$@" </dev/null; fi
-    status=$?
+    if [ "$mcstdin" = 1 ]; then "$@" 2>$err; else "$@" </dev/null 2>$err; fi
+    status=$?  # (closing $err above waited until it drained: a tty's last close does)
 fi
 used=$($B awk '/^MemTotal:/{t=$2} /^MemAvailable:/{a=$2} END{print t-a}' /proc/meminfo)
 $B printf '\001MC-EXIT %s %s %s\001\n' "$status" "$used" "$($B uname -r)" >/dev/$mcconsole
@@ -131,7 +139,9 @@ def guest_busybox() -> str:
 # --- the archive --------------------------------------------------------------------------
 # An entry: (name in archive, mode, uid, gid, rdev, data: bytes | host path | None).
 
-def _rootfs_entries(rootfs: str) -> list[tuple]:
+def _rootfs_entries(rootfs: str, manifest: bool = False) -> list[tuple]:
+    """The rootfs as archive entries; with MANIFEST, a regular file's data is its size,
+    mtime_ns and ctime_ns instead of its path (for the cache key: nothing is read)."""
     entries = []
     for top, dirs, files in os.walk(rootfs):
         dirs.sort()
@@ -143,7 +153,7 @@ def _rootfs_entries(rootfs: str) -> list[tuple]:
             if stat.S_ISLNK(st.st_mode):
                 data = os.readlink(path).encode()
             elif stat.S_ISREG(st.st_mode):
-                data = path
+                data = f"{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}".encode() if manifest else path
             else:
                 data = None
             entries.append((rel, st.st_mode, st.st_uid, st.st_gid, st.st_rdev, data))
@@ -152,18 +162,31 @@ def _rootfs_entries(rootfs: str) -> list[tuple]:
     return entries
 
 
-def _digest(entries: list[tuple]) -> str:
-    h = hashlib.sha256()
+def _manifest_key(entries: list[tuple], kernel, modules: dict) -> str:
+    """The cache key: a hash of what the archive would hold, from metadata only (see the
+    module docstring). Host files (data given as a path) count by their stat."""
+    h = hashlib.sha256(b"minicontainer-initramfs-v2\0")
     for name, mode, uid, gid, rdev, data in entries:
         h.update(f"{name}\0{mode}\0{uid}\0{gid}\0{rdev}\0".encode())
         if isinstance(data, str):
-            with open(data, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
+            st = os.stat(data)
+            h.update(f"{os.path.realpath(data)}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0"
+                     f"{st.st_ino}".encode())
         elif data is not None:
             h.update(data)
         h.update(b"\0\0")
+    h.update(f"kernel\0{kernel.version}\0{kernel.modules}\0".encode())
+    if kernel.modules:
+        for name in ("", "modules.dep", "modules.builtin"):
+            try:
+                st = os.stat(os.path.join(kernel.modules, name))
+                h.update(f"{name}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\0".encode())
+            except OSError:
+                h.update(f"{name}\0-\0".encode())
+    for group, names in sorted(modules.items()):
+        h.update(f"group\0{group}\0{','.join(names)}\0".encode())
     return h.hexdigest()
+
 
 
 def write_cpio(entries: list[tuple], out) -> None:
@@ -195,25 +218,27 @@ def build_initramfs(rootfs: str, kernel, modules: dict = DEVICE_MODULES,
     if not os.path.isdir(rootfs):
         what = "is not a directory" if os.path.exists(rootfs) else "does not exist"
         raise ContainerError(f"rootfs {rootfs} {what}")
-    entries = _rootfs_entries(rootfs)
     d = 0o40755
-    entries += [("dev", d, 0, 0, 0, None), ("dev/console", 0o20600, 0, 0, os.makedev(5, 1), None),
-                (".minicontainer", d, 0, 0, 0, None), (".minicontainer/modules", d, 0, 0, 0, None),
-                (".minicontainer/hooks", d, 0, 0, 0, None),
-                (".minicontainer/busybox", 0o100755, 0, 0, 0, guest_busybox()),
-                ("init", 0o100755, 0, 0, 0, init.encode())]
+    fixed = [("dev", d, 0, 0, 0, None), ("dev/console", 0o20600, 0, 0, os.makedev(5, 1), None),
+             (".minicontainer", d, 0, 0, 0, None), (".minicontainer/modules", d, 0, 0, 0, None),
+             (".minicontainer/hooks", d, 0, 0, 0, None),
+             (".minicontainer/busybox", 0o100755, 0, 0, 0, guest_busybox()),
+             ("init", 0o100755, 0, 0, 0, init.encode())]
+    extras = [(name.lstrip("/"), stat.S_IFREG | mode, 0, 0, 0, data) for name, data, mode in extra_files]
+
+    cache = os.path.join(kernels.cache_dir(), "initramfs")
+    key = _manifest_key(_rootfs_entries(rootfs, manifest=True) + fixed + extras, kernel, modules)
+    dest = os.path.join(cache, key[:32] + ".cpio")
+    if os.path.isfile(dest):
+        return dest
+
+    entries = _rootfs_entries(rootfs) + fixed
     for group, names in sorted(modules.items()):
         entries.append((f".minicontainer/modules/{group}", d, 0, 0, 0, None))
         for i, path in enumerate(kernels.module_closure(kernel, names) if kernel.modules else []):
             entries.append((f".minicontainer/modules/{group}/{i:02d}-{os.path.basename(path)}",
                             0o100644, 0, 0, 0, path))
-    for name, data, mode in extra_files:
-        entries.append((name.lstrip("/"), stat.S_IFREG | mode, 0, 0, 0, data))
-
-    cache = os.path.join(kernels.cache_dir(), "initramfs")
-    dest = os.path.join(cache, _digest(entries)[:32] + ".cpio")
-    if os.path.isfile(dest):
-        return dest
+    entries += extras
     os.makedirs(cache, exist_ok=True)
     tmp = f"{dest}.tmp.{os.getpid()}"
     try:

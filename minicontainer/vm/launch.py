@@ -7,9 +7,14 @@
     pack the rootfs (cached)                          initramfs.build_initramfs
     KVM or TCG                                        accel.detect_accel
     say one line: accel, machine, devices, kernel
-    a scratch disk in a private temp dir
-    boot, relay the console, return the status        qemu.guest_cmdline/qemu_argv/boot
-    remove the temp dir (always)
+    reclaim scratch dirs of dead runs (SIGKILLed)     scratch.reclaim
+    with --devices virtio|emulated: a scratch disk    scratch.make (named after our pid)
+    boot, relay the console (stdout) and the guest's  qemu.guest_cmdline/qemu_argv/boot
+    second serial port (stderr), return the status
+    remove the scratch dir (always, unless SIGKILLed: then gc or the next run does)
+
+The default device set is none (no disk, no NIC), as `run` defaults to `--network none`:
+the rootfs is in the initramfs, and every device costs boot time (module loading, probing).
 """
 from __future__ import annotations
 
@@ -18,22 +23,23 @@ import re
 import shutil
 import stat
 import sys
-import tempfile
 
 from minicontainer.errors import ContainerError, UsageError
 from minicontainer.spec import DEFAULT_PATH
 from minicontainer.vm import accel as accels
-from minicontainer.vm import initramfs, kernel as kernels, qemu
+from minicontainer.vm import initramfs, kernel as kernels, qemu, scratch
 
 MIN_MEMORY_MIB = 64
 DISK_MIB = 64  # the scratch disk the device model is exercised with (/dev/vda or /dev/sda)
+DEVICE_WORDS = {"none": "no devices", "virtio": "virtio-blk + virtio-net",
+                "emulated": "IDE disk + e1000 NIC"}
 
 
 class VMConfig:
     __slots__ = ("rootfs", "args", "env", "workdir", "hostname", "kernel", "devices",
                  "memory_mib", "cpus", "interactive", "tty", "accel", "guestfwd", "timeout",
                  "verbose")
-    _defaults = {"env": {}, "workdir": "/", "hostname": None, "kernel": None, "devices": "virtio",
+    _defaults = {"env": {}, "workdir": "/", "hostname": None, "kernel": None, "devices": "none",
                  "memory_mib": 128, "cpus": 1, "interactive": False, "tty": False,
                  "accel": "auto", "guestfwd": (), "timeout": None, "verbose": False}
 
@@ -116,7 +122,9 @@ def check(config: VMConfig) -> str:
     if not config.args:
         raise UsageError("no command given")
     if config.devices not in qemu.DEVICES:
-        raise UsageError(f"--devices {config.devices!r}: choose virtio or emulated")
+        raise UsageError(f"--devices {config.devices!r}: choose none, virtio or emulated")
+    if config.guestfwd and config.devices == "none":
+        raise UsageError("--guestfwd needs a NIC: add --devices virtio (or emulated)")
     if config.cpus < 1 or config.cpus > (os.cpu_count() or 1) * 4:
         raise UsageError(f"--cpus {config.cpus}: choose 1 to {(os.cpu_count() or 1) * 4}")
     path_var = config.env.get("PATH", DEFAULT_PATH)
@@ -147,7 +155,7 @@ def run_vm(config: VMConfig, say=None, out=None, prepared=None) -> qemu.BootResu
         accel = accels.Accel(config.accel)
     machine = qemu.DEVICES[config.devices][0].split(",")[0]
     boot_kind = "bzImage" if image == kernel.image and not kernel.vmlinux else "PVH vmlinux"
-    say(f"vm: {accel.describe()}, {machine} + {boot_kind}, {config.devices} devices, "
+    say(f"vm: {accel.describe()}, {machine} + {boot_kind}, {DEVICE_WORDS[config.devices]}, "
         f"kernel {kernel.version}, {config.memory_mib} MiB, {config.cpus} CPU")
 
     tty = None
@@ -156,21 +164,28 @@ def run_vm(config: VMConfig, say=None, out=None, prepared=None) -> qemu.BootResu
     cmdline = qemu.guest_cmdline(config.args, config.env, config.workdir, config.hostname,
                                  devices=config.devices, tty=tty,
                                  stdin=config.interactive, accel=accel.name,
+                                 err_console=not config.tty,
                                  extra=() if not config.verbose else ("loglevel=7",))  # later wins
     if config.verbose:
         cmdline = cmdline.replace(" loglevel=3 ", " ", 1)
-    tmp = tempfile.mkdtemp(prefix="minicontainer-vm-")
+    scratch.reclaim()  # what SIGKILLed runs left (one listdir when there is nothing)
+    tmp = disk = None
     try:
-        disk = os.path.join(tmp, "disk.img")
-        with open(disk, "wb") as f:
-            f.truncate(DISK_MIB << 20)
+        if qemu.DEVICES[config.devices][2]:  # a device model with a disk: give it one
+            tmp = scratch.make()
+            disk = os.path.join(tmp, "disk.img")
+            with open(disk, "wb") as f:
+                f.truncate(DISK_MIB << 20)
+        err_pipe = os.pipe() if not config.tty else None
         argv = qemu.qemu_argv(image, initrd, cmdline, accel=accel.name, devices=config.devices,
                               memory_mib=config.memory_mib, cpus=config.cpus, disk=disk,
-                              guestfwd=config.guestfwd, qemu=qemu_path)
+                              guestfwd=config.guestfwd, qemu=qemu_path,
+                              err_fd=err_pipe[1] if err_pipe else None)
         result = qemu.boot(argv, interactive=config.interactive or config.tty, tty=config.tty,
-                           out=out, timeout=config.timeout)
+                           out=out, timeout=config.timeout, err_pipe=err_pipe)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
     result.accel = accel.name
     return result
 

@@ -3,16 +3,24 @@
     guest_cmdline(args, env=None, workdir='/', hostname=None, *, devices='virtio',
                   tty=None, stdin=False, accel='tcg', extra=()) -> str
     qemu_argv(kernel, initrd, cmdline, *, accel, devices='virtio', memory_mib=128, cpus=1,
-              disk=None, guestfwd=(), extra=()) -> [argv]
-    boot(argv, *, interactive=False, tty=False, out=None, timeout=None) -> BootResult
+              disk=None, guestfwd=(), err_fd=None, extra=()) -> [argv]
+    boot(argv, *, interactive=False, tty=False, out=None, timeout=None,
+         err_pipe=None, err=None) -> BootResult
 
 Machine choices (all measured under TCG on the development machine, see docs/vm.md):
+- none (the default of `vm run`): microvm with no disk and no NIC, as `run` defaults to
+  `--network none`: the rootfs is in the initramfs, so the guest needs no device to run a
+  command, and each device costs ~0.15 s of module loading and probing under TCG.
 - virtio: `-M microvm`, QEMU's minimal machine (no PCI, no firmware beyond qboot, devices
   on virtio-mmio found through ACPI), and the uncompressed vmlinux booted through its PVH
   entry point, which skips the bzImage decompressor.
 - emulated: `-M pc` (i440FX + PIIX), because IDE and e1000 are PCI/ISA devices of a real PC.
   The kernel is still entered through PVH (3.3 s instead of 6-7 s for bzImage + BIOS).
-- `-nodefaults`, no option ROMs (`romfile=`), one disk, one NIC, one serial port.
+- `-nodefaults`, no option ROMs (`romfile=`); with virtio/emulated one disk and one NIC.
+- Two serial ports, both 8250 UARTs built into the kernel (nothing to load): ttyS0 is the
+  console (the command's stdout, stdin with -i), ttyS1 carries the command's stderr to a
+  pipe the host relays to its own stderr (`err_fd`). With -t both go to the console, as
+  with `run -t`. (virtio-console would need virtio_mmio + virtio_console loaded: slower.)
 - The guest kernel command line skips work that only matters on a long-lived machine
   (FAST_BOOT below: crypto self-tests, AppArmor, audit, W^X page checks...).
 
@@ -40,10 +48,12 @@ READY = b"\x01MC-READY\x01"
 # rather than quiet: microvm has no PCI bus and the kernel says so at KERN_ERR; only
 # critical messages (a panic) reach the console.
 FAST_BOOT = ("loglevel=3", "panic=-1", "cryptomgr.notests", "rodata=off", "apparmor=0", "audit=0",
-             "mitigations=off", "8250.nr_uarts=1", "random.trust_cpu=on")
+             "mitigations=off", "8250.nr_uarts=2", "random.trust_cpu=on")
+ERR_CONSOLE = "ttyS1"
 
 DEVICES = {
     # devices: (machine, console, disk name in the guest, module groups, kernel options)
+    "none": ("microvm,x-option-roms=off", "ttyS0", None, (), ()),
     "virtio": ("microvm,x-option-roms=off", "ttyS0", "vda", ("virtio",), ()),
     "emulated": ("pc", "ttyS0", "sda", ("emulated",), ()),
 }
@@ -72,18 +82,25 @@ def host_tsc_khz() -> int | None:
 
 
 def guest_cmdline(args, env=None, workdir="/", hostname=None, *, devices="virtio", tty=None,
-                  stdin=False, accel="tcg", modules=None, extra=()) -> str:
+                  stdin=False, accel="tcg", modules=None, err_console=False, extra=()) -> str:
     """The kernel command line: fast-boot options, the init's settings (key=value words the
     kernel passes to init as environment) and the run itself after `--`, base64-encoded so
-    that any byte survives (see initramfs.INIT). tty is (rows, cols) for -t."""
+    that any byte survives (see initramfs.INIT). tty is (rows, cols) for -t. err_console:
+    the host attached ERR_CONSOLE (qemu_argv's err_fd), so the command's stderr goes there."""
     _machine, console, disk, groups, options = DEVICES[devices]
     words = [f"console={console}", *FAST_BOOT, *options]
     if accel == "tcg":
         khz = host_tsc_khz()
         if khz:
             words.append(f"tsc_early_khz={khz}")
-    words += [f"mcconsole={console}", f"mcdisk={disk}",
-              f"mcmods={','.join(modules if modules is not None else groups)}"]
+    words.append(f"mcconsole={console}")
+    if disk:
+        words.append(f"mcdisk={disk}")
+    mods = modules if modules is not None else groups
+    if mods:
+        words.append(f"mcmods={','.join(mods)}")
+    if err_console and not tty:
+        words.append(f"mcerr={ERR_CONSOLE}")
     if tty:
         words += ["mctty=1", f"mcrows={tty[0]}", f"mccols={tty[1]}"]
     if stdin:
@@ -108,15 +125,22 @@ def guest_cmdline(args, env=None, workdir="/", hostname=None, *, devices="virtio
 
 def qemu_argv(kernel: str, initrd: str, cmdline: str, *, accel: str = "tcg",
               devices: str = "virtio", memory_mib: int = 128, cpus: int = 1,
-              disk: str | None = None, guestfwd=(), extra=(), qemu: str = QEMU) -> list[str]:
-    """argv for one boot. DISK is a raw image attached with the device model of DEVICES;
-    GUESTFWD is [(guest_port, host_port)]: the guest's 10.0.2.100:guest_port reaches
-    127.0.0.1:host_port on the host. EXTRA is appended (e.g. -virtfs ... for a 9p share)."""
+              disk: str | None = None, guestfwd=(), err_fd: int | None = None, extra=(),
+              qemu: str = QEMU) -> list[str]:
+    """argv for one boot. DISK is a raw image attached with the device model of DEVICES
+    (devices='none': no disk, no NIC); GUESTFWD is [(guest_port, host_port)]: the guest's
+    10.0.2.100:guest_port reaches 127.0.0.1:host_port on the host. ERR_FD, the write end
+    of a pipe QEMU inherits, receives what the guest writes to ERR_CONSOLE. EXTRA is
+    appended (e.g. -virtfs ... for a 9p share)."""
     machine = DEVICES[devices][0]
     argv = [qemu, "-M", machine, "-m", str(memory_mib), "-smp", str(cpus),
             "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
             "-kernel", kernel, "-initrd", initrd, "-append", cmdline,
             "-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con"]
+    if err_fd is not None:
+        # a second 16550 at 0x2f8 (ttyS1); microvm creates only one serial port itself
+        argv += ["-chardev", f"file,id=err,path=/dev/fd/{err_fd}",
+                 "-device", "isa-serial,chardev=err,index=1"]
     if accel == "kvm":
         argv += ["-accel", "kvm", "-cpu", "host"]
     else:
@@ -124,7 +148,10 @@ def qemu_argv(kernel: str, initrd: str, cmdline: str, *, accel: str = "tcg",
     netdev = "user,id=net0,restrict=on"
     for guest_port, host_port in guestfwd:
         netdev += f",guestfwd=tcp:10.0.2.100:{guest_port}-tcp:127.0.0.1:{host_port}"
-    if devices == "virtio":
+    if devices == "none":
+        if disk or guestfwd:
+            raise ContainerError("devices 'none' has no disk and no NIC to attach")
+    elif devices == "virtio":
         if disk:
             argv += ["-drive", f"file={disk},format=raw,if=none,id=disk0,cache=unsafe",
                      "-device", "virtio-blk-device,drive=disk0"]
@@ -155,12 +182,16 @@ class _Terminate(BaseException):
 
 
 def boot(argv: list[str], *, interactive: bool = False, tty: bool = False, out=None,
-         timeout: float | None = None) -> BootResult:
+         timeout: float | None = None, err_pipe: tuple[int, int] | None = None,
+         err=None) -> BootResult:
     """Run QEMU, relay the guest console to OUT (default: our stdout) and, with interactive,
     our stdin to the guest; return once QEMU exits. The command's exit status comes from the
-    init's marker line, which is not relayed. QEMU is killed on any exception (Ctrl-C too)
+    init's marker line, which is not relayed. ERR_PIPE is the (read, write) pipe whose write
+    end argv gave QEMU (qemu_argv's err_fd): what arrives is relayed to ERR (default: our
+    stderr). boot owns and closes both ends. QEMU is killed on any exception (Ctrl-C too)
     and dies with us if we are killed (PR_SET_PDEATHSIG)."""
     out_fd = (out or sys.stdout).fileno()
+    err_fd = (err or sys.stderr).fileno() if err_pipe else None
     from minicontainer.kernel import syscalls  # now: the child of fork must not import
 
     def die_with_parent() -> None:
@@ -175,10 +206,15 @@ def boot(argv: list[str], *, interactive: bool = False, tty: bool = False, out=N
             old_handlers[sig] = signal.signal(sig, _raise_terminate)
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE if interactive else subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True, preexec_fn=die_with_parent)
+                                start_new_session=True, preexec_fn=die_with_parent,
+                                pass_fds=(err_pipe[1],) if err_pipe else ())
+        if err_pipe:  # only QEMU holds the write end now: EOF when it exits
+            os.close(err_pipe[1])
+            err_pipe = (err_pipe[0], None)
         if raw:
             raw.enter()
-        console, errors = _relay(proc, out_fd, interactive, tty, start, timeout)
+        console, errors = _relay(proc, out_fd, interactive, tty, start, timeout,
+                                 err_pipe[0] if err_pipe else None, err_fd)
         _, wait_status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(wait_status)
     except BaseException:
@@ -195,6 +231,9 @@ def boot(argv: list[str], *, interactive: bool = False, tty: bool = False, out=N
             for f in (proc.stdin, proc.stdout, proc.stderr):
                 if f:
                     f.close()
+        for fd in err_pipe or ():
+            if fd is not None:
+                os.close(fd)
     wall = time.monotonic() - start
     marker = _parse_marker(console)
     if marker is None:
@@ -211,8 +250,10 @@ def boot(argv: list[str], *, interactive: bool = False, tty: bool = False, out=N
                       cpu_s=usage.ru_utime + usage.ru_stime, qemu_maxrss_kib=usage.ru_maxrss)
 
 
-def _relay(proc, out_fd: int, interactive: bool, tty: bool, start: float, timeout):
-    """Copy guest console -> out_fd until QEMU closes it. The init announces READY once the
+def _relay(proc, out_fd: int, interactive: bool, tty: bool, start: float, timeout,
+           guest_err: int | None = None, err_fd: int | None = None):
+    """Copy guest console -> out_fd (and the guest's stderr port -> err_fd) until QEMU
+    closes them. The init announces READY once the
     console is set up (what arrives earlier would be echoed or lost), so our stdin is only
     forwarded after it; the EXIT marker and what follows are held back and returned, with
     QEMU's stderr."""
@@ -221,7 +262,9 @@ def _relay(proc, out_fd: int, interactive: bool, tty: bool, start: float, timeou
     errors = b""
     ready = False
     fds = {proc.stdout.fileno(): "out", proc.stderr.fileno(): "err"}
-    while "out" in fds.values() or "err" in fds.values():
+    if guest_err is not None:
+        fds[guest_err] = "guest-err"
+    while any(kind != "in" for kind in fds.values()):
         wait = None if timeout is None else max(0.0, start + timeout - time.monotonic())
         ready_fds, _, _ = select.select(list(fds), [], [], wait)
         if not ready_fds:
@@ -248,6 +291,9 @@ def _relay(proc, out_fd: int, interactive: bool, tty: bool, start: float, timeou
                 continue
             if kind == "err":
                 errors = (errors + data)[-8192:]
+                continue
+            if kind == "guest-err":
+                _write_all(err_fd, data)
                 continue
             if tail:
                 tail += data
