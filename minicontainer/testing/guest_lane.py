@@ -159,8 +159,10 @@ def run_pytest(paths, *, timeout: float = TIMEOUT, memory_mib: int = MEMORY_MIB,
 
         kernel = kernels.guest_kernel()
         image = kernels.vmlinux_of(kernel) or kernel.image
-        empty = os.path.join(work, "initroot")  # the guest needs no rootfs of its own
-        os.mkdir(empty)
+        # The guest needs no rootfs of its own: a stable empty one, so the packed initramfs
+        # is found in vm's cache next time.
+        empty = os.path.join(kernels.cache_dir(), "lane-initroot")
+        os.makedirs(empty, exist_ok=True)
         initrd = initramfs.build_initramfs(empty, kernel, modules=MODULES,
                                            extra_files=[(".minicontainer/hooks/lane.sh",
                                                          HOOK.encode(), 0o644)])
