@@ -140,3 +140,22 @@ def test_names_are_unique_among_running_containers(mc_cmd, mc, rootfs, state_roo
         p.wait(timeout=10)
         p.stdout.close(), p.stderr.close()
     assert mc("run", "--name", "web", rootfs, "/bin/true").returncode == 0  # free again
+
+
+def test_signal_dispositions_are_defaults(mc, rootfs):
+    """Nothing of Python's own signal set-up (SIGPIPE and SIGXFSZ ignored) or of the
+    runtime's blocking during set-up leaks into the container."""
+    for flags in ([], ["--init"]):
+        r = mc("run", *flags, rootfs, "grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status")
+        assert r.stdout.split() == ["SigBlk:", "0000000000000000", "SigIgn:", "0000000000000000"], flags
+
+
+def test_sigterm_during_set_up_is_not_lost(mc_cmd, rootfs):
+    """With --init, a SIGTERM that lands while the container is still being set up waits,
+    blocked, and reaches the command once it runs."""
+    for delay in (0.0, 0.02, 0.05, 0.1):
+        p = _start(mc_cmd, "run", "--init", rootfs, "/bin/sleep", "30")
+        time.sleep(delay)
+        p.terminate()
+        assert p.wait(timeout=10) in (143, -15), delay  # -15: before the runtime's handlers
+        p.stdout.close(), p.stderr.close()

@@ -61,12 +61,18 @@ def run(spec, store: StateStore) -> int:
     """Run one container to completion; return its exit status (docker's convention)."""
     _check_spec(spec)
     store.collect_garbage()
-    container = store.create(spec.name, spec.root.path, spec.process.args,
-                             exec=exec_defaults(spec))
+    # From here on a SIGINT/SIGTERM for the container must not kill us half-way (leaving the
+    # record for gc): it waits, blocked, and goes to the container once it exists (_spawn).
+    unblocked = _signal.pthread_sigmask(_signal.SIG_BLOCK, FORWARDED_SIGNALS)
     try:
-        return _launch(spec, container)
+        container = store.create(spec.name, spec.root.path, spec.process.args,
+                                 exec=exec_defaults(spec))
+        try:
+            return _launch(spec, container, unblocked)
+        finally:
+            container.remove()
     finally:
-        container.remove()
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, unblocked)
 
 
 def _check_spec(spec) -> None:
@@ -79,8 +85,8 @@ def _check_spec(spec) -> None:
     cgroups.check(spec)  # limits this host cannot enforce are refused here, before anything
 
 
-def _launch(spec, container) -> int:
-    pid, master, alive_w = _spawn(spec, container, FOREGROUND)
+def _launch(spec, container, unblocked) -> int:
+    pid, master, alive_w = _spawn(spec, container, FOREGROUND, unblocked)
     if master is not None:
         from minicontainer.runtime.terminal import relay
 
@@ -91,7 +97,7 @@ def _launch(spec, container) -> int:
     return status
 
 
-def _spawn(spec, container, how: _How):
+def _spawn(spec, container, how: _How, unblocked=None):
     """Fork the container's first process and see it through its set-up; returns its pid,
     the pty master (-t) and the pipe end whose closing tells the child its runtime is gone.
     On failure the child is reaped and the error it reported is raised."""
@@ -104,13 +110,24 @@ def _spawn(spec, container, how: _How):
     ready_r, ready_w = os.pipe() if steps else (None, None)  # child -> parent: "unshared"
     console = _ConsoleChannel() if spec.process.terminal else None
 
+    # A signal meant for the container waits, blocked, until something can take it: the
+    # child is born with the block and keeps it until execve (or until --init's loop picks
+    # it up), and we keep it until our forwarding handlers are in place. Otherwise a SIGTERM
+    # landing while the child sets up would be dropped: a namespace's PID 1 ignores signals
+    # it has no handler for.
+    # `unblocked`: the signal mask from before run() blocked them, if it did; then run()
+    # also unblocks them on failure, after cleaning up.
+    mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, FORWARDED_SIGNALS)
+    restore_on_failure = unblocked is None
+    unblocked = mask if unblocked is None else unblocked
     pid = _fork(spec, container.cgroup)
     if pid == 0:
         os.close(err_r)
         os.close(alive_w)
         if ready_r is not None:
             os.close(ready_r)
-        _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console, how)
+        _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console, how,
+               unblocked)
 
     os.close(err_w)
     os.close(alive_r)
@@ -129,11 +146,15 @@ def _spawn(spec, container, how: _How):
         if how.foreground:
             for sig in FORWARDED_SIGNALS:
                 _signal.signal(sig, lambda signum, frame: _kill(pid, signum))
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, unblocked)
         failure = _read_all(err_r)
     except BaseException:
         _kill(pid, _signal.SIGKILL)
         os.waitpid(pid, 0)
         raise
+    finally:
+        if restore_on_failure:
+            _signal.pthread_sigmask(_signal.SIG_SETMASK, unblocked)
     if failure:
         os.waitpid(pid, 0)
         kind, _, message = failure.decode(errors="replace").partition("\n")
@@ -296,12 +317,17 @@ def _fork(spec, cgroup: str | None) -> int:
             os.close(fd)
 
 
-def _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console, how) -> None:
+def _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console, how,
+           unblocked) -> None:
     """Everything between fork and execve, in the order of docs/run.md. Never returns.
 
     After switch_root the host's Python library is out of reach: every module this function
     needs must already be imported by then."""
     try:
+        # Python ignores SIGPIPE and SIGXFSZ and catches SIGINT; an exec'd program would
+        # inherit the two ignored ones (`yes | head` would then behave oddly): defaults back.
+        for sig in (_signal.SIGPIPE, _signal.SIGXFSZ, _signal.SIGINT):
+            _signal.signal(sig, _signal.SIG_DFL)
         syscalls.prctl(syscalls.PR_SET_PDEATHSIG, _signal.SIGKILL)
         if _parent_gone(alive_r):
             os._exit(125)
@@ -371,7 +397,8 @@ def _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console,
         os.chdir(cwd)
         path = process.find_executable(spec.process.args[0], env.get("PATH", ""))
         if spec.process.init:
-            _run_as_init(path, spec.process.args, env, err_w, slave is not None)
+            _run_as_init(path, spec.process.args, env, err_w, slave is not None, unblocked)
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, unblocked)  # see _spawn
         process.exec_command(path, spec.process.args, env)
     except ContainerError as e:
         _report(err_w, type(e).__name__, str(e))
@@ -391,18 +418,19 @@ def _wait_for_start(fifo: int) -> None:
     os.close(fifo)
 
 
-def _run_as_init(path, args, env, err_w, has_terminal: bool) -> None:
+def _run_as_init(path, args, env, err_w, has_terminal: bool, unblocked) -> None:
     """--init: stay as PID 1, run the command as our child, forward signals and reap zombies
-    (the loop is C, in kernel/_build.py). Never returns."""
+    (the loop is C, in kernel/_build.py). Never returns. Signals that arrived during set-up
+    are pending, blocked since birth (_spawn): the loop forwards them first."""
     everything = _signal.valid_signals() - {_signal.SIGKILL, _signal.SIGSTOP}
-    previous = _signal.pthread_sigmask(_signal.SIG_BLOCK, everything)
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, everything)
     child = os.fork()
     if child == 0:
         try:
             if has_terminal:  # the command's own process group owns the terminal
                 os.setpgid(0, 0)
                 os.tcsetpgrp(0, os.getpid())
-            _signal.pthread_sigmask(_signal.SIG_SETMASK, previous)
+            _signal.pthread_sigmask(_signal.SIG_SETMASK, unblocked)
             process.exec_command(path, args, env)
         except ContainerError as e:
             _report(err_w, type(e).__name__, str(e))
