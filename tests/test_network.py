@@ -237,6 +237,11 @@ def test_published_port_answers_http_on_loopback_and_host_address(mc_cmd, rootfs
         assert "hello from the container" in http_get("127.0.0.1", port_at, deadline)
         # The host's own (non-loopback) address: the bridge's, which this test created.
         assert "hello from the container" in http_get(net.gateway, port, deadline)
+        # From another container, through the host's address (hairpin NAT).
+        r = subprocess.run([*mc_cmd, "run", "--network", "bridge", rootfs, "wget", "-q", "-O",
+                            "-", f"http://{net.gateway}:{port}/"],
+                           capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+        assert r.returncode == 0 and "hello from the container" in r.stdout, r.stderr
 
         # The NAT is there to be seen, and the port is held against other users.
         ruleset = subprocess.run(["nft", "list", "table", "ip", net.table],

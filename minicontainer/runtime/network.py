@@ -282,6 +282,7 @@ table ip {self.table} {{
     type nat hook postrouting priority srcnat; policy accept;
     ip saddr {self.subnet} oifname != "{self.bridge}" masquerade
     oifname "{self.bridge}" ip saddr 127.0.0.0/8 masquerade
+    oifname "{self.bridge}" ip saddr {self.subnet} ct status dnat masquerade
   }}
 }}
 """
