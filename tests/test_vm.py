@@ -42,10 +42,11 @@ def vm(tmp_path, rootfs):
     def call(*args, env=None, timeout=120, **kwargs):
         environ = dict(os.environ, TMPDIR=str(private), **(env or {}))
         kwargs.setdefault("capture_output", True)
+        kwargs.setdefault("text", True)
         if "input" not in kwargs:
             kwargs.setdefault("stdin", subprocess.DEVNULL)
         return subprocess.run([PYTHON, "-m", "minicontainer", "vm", "run", *args], env=environ,
-                              timeout=timeout, text=True, cwd=REPO, **kwargs)
+                              timeout=timeout, cwd=REPO, **kwargs)
 
     call.tmpdir = str(private)
     yield call
@@ -71,12 +72,14 @@ def test_output_and_exit_status(vm, rootfs):
 def test_stdout_and_stderr_apart_and_intact(vm, rootfs):
     """Much of both at once, byte for byte, each on its own stream (`2>/dev/null` works)."""
     script = ('i=0; while [ $i -lt 1500 ]; do echo "out $i"; echo "err $i" >&2; i=$((i+1)); done; '
-              'printf "no newline at the end" >&2')
-    r = vm(rootfs, "sh", "-c", script)
+              'printf "cr lf\\r\\nlone cr\\r, no newline at the end\\r" >&2')
+    r = vm(rootfs, "sh", "-c", script, text=False)
     assert r.returncode == 0, r.stderr[-500:]
+    r.stdout, r.stderr = r.stdout.decode(), r.stderr.decode()  # text=True would turn \r into \n
     assert r.stdout == "".join(f"out {i}\n" for i in range(1500))
     guest_err = r.stderr.split("\n", 1)[1]  # after the status line
-    assert guest_err == "".join(f"err {i}\n" for i in range(1500)) + "no newline at the end"
+    # byte for byte: the \r\n the guest's tty makes of each \n is undone, the command's own \r stay
+    assert guest_err == "".join(f"err {i}\n" for i in range(1500)) + "cr lf\r\nlone cr\r, no newline at the end\r"
     quiet = vm(rootfs, "sh", "-c", "echo visible; echo hidden >&2", stderr=subprocess.DEVNULL,
                capture_output=False, stdout=subprocess.PIPE)
     assert quiet.returncode == 0 and quiet.stdout == "visible\n"

@@ -261,6 +261,7 @@ def _relay(proc, out_fd: int, interactive: bool, tty: bool, start: float, timeou
     tail = b""        # from the EXIT marker on
     errors = b""
     ready = False
+    err_cr = b""      # a \r at the end of the last guest-err chunk: maybe the tty's, before \n
     fds = {proc.stdout.fileno(): "out", proc.stderr.fileno(): "err"}
     if guest_err is not None:
         fds[guest_err] = "guest-err"
@@ -293,6 +294,7 @@ def _relay(proc, out_fd: int, interactive: bool, tty: bool, start: float, timeou
                 errors = (errors + data)[-8192:]
                 continue
             if kind == "guest-err":
+                err_cr, data = _undo_onlcr(err_cr + data)
                 _write_all(err_fd, data)
                 continue
             if tail:
@@ -321,7 +323,20 @@ def _relay(proc, out_fd: int, interactive: bool, tty: bool, start: float, timeou
             pending = pending[len(pending) - keep:]
     if pending:
         _write_all(out_fd, pending)
+    if err_cr:
+        _write_all(err_fd, err_cr)
     return tail or pending, errors
+
+
+def _undo_onlcr(data: bytes) -> tuple[bytes, bytes]:
+    """The guest's stderr port keeps the tty default OPOST|ONLCR, which writes each \n as
+    \r\n and changes nothing else; dropping the \r before each \n gives the command's bytes
+    back exactly (its own \r\n arrives as \r\r\n). Returns (held back, output): a final
+    \r waits for the next chunk."""
+    held = b""
+    if data.endswith(b"\r"):
+        data, held = data[:-1], b"\r"
+    return held, data.replace(b"\r\n", b"\n")
 
 
 def _partial_suffix(data: bytes, marker: bytes) -> int:
