@@ -41,7 +41,8 @@ Options:
   -m, --memory SIZE     guest memory (default 128m)
       --cpus N          guest CPUs (default 1)
       --kernel PATH     the guest kernel (see 'minicontainer vm run --help')
-      --devices LIST    VM device models to include (default virtio,emulated)
+      --devices LIST    VM device models to include (default virtio,emulated; none is
+                        what `vm run` boots by default: no disk, no NIC, so no --io)
 """
 
 FLAGS = {
@@ -252,7 +253,7 @@ def _vm(rootfs, command, runs, devices, accel, vm_flags, state, io, footprint) -
                         "guest_used_kib": s["guest_mem_kib"]})
     variant = _summary(name, "vm", devices, accel, results, sees, footprint,
                        footprint_what="kernel image + initramfs")
-    if io:
+    if io and devices != "none":  # no disk, no NIC: nothing to measure
         variant["io"] = _vm_io(base, rootfs, devices)
     return variant
 
