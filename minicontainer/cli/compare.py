@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 
-from minicontainer.cli.vm import parse
+from minicontainer.cli.flags import parse
 from minicontainer.errors import ContainerError, UsageError
 
 HELP = """\

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 
+from minicontainer.cli import flags
 from minicontainer.errors import UsageError
 from minicontainer.spec import ContainerSpec, Mount, Process, Root, Security
 
@@ -90,44 +91,7 @@ RESOURCE_FIELDS = ("memory", "memory_swap", "memory_reservation", "cpus", "cpu_s
 
 def parse(args: list[str]) -> tuple[dict, list[str]]:
     """Split args into {field: value} options and positionals (ROOTFS COMMAND...)."""
-    opts: dict = {k: [] for k in REPEATABLE}
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg == "--":
-            i += 1
-            break
-        if not arg.startswith("-") or arg == "-":
-            break
-        name, eq, inline = arg.partition("=") if arg.startswith("--") else (arg, "", "")
-        if name not in FLAGS and not arg.startswith("--") and len(arg) > 2:
-            # -it, -eFOO=bar: short flags bundled or with their value attached
-            if FLAGS.get(arg[:2], (None, False))[1]:
-                name, eq, inline = arg[:2], "=", arg[2:]
-            else:
-                args[i:i + 1] = [f"-{c}" for c in arg[1:]]
-                continue
-        if name not in FLAGS:
-            raise UsageError(f"unknown flag: {name}")
-        field, takes_value = FLAGS[name]
-        if takes_value:
-            if eq:
-                value = inline
-            elif i + 1 < len(args):
-                i += 1
-                value = args[i]
-            else:
-                raise UsageError(f"flag needs an argument: {name}")
-        elif eq:
-            raise UsageError(f"flag {name} takes no value")
-        else:
-            value = True
-        if field in REPEATABLE:
-            opts[field].append(value)
-        else:
-            opts[field] = value
-        i += 1
-    return opts, args[i:]
+    return flags.parse(args, FLAGS, REPEATABLE)
 
 
 def build_spec(opts: dict, positionals: list[str]) -> ContainerSpec:
@@ -135,15 +99,7 @@ def build_spec(opts: dict, positionals: list[str]) -> ContainerSpec:
         raise UsageError('"run" needs a rootfs and a command: minicontainer run ROOTFS COMMAND [ARG...]')
     rootfs, command = os.path.abspath(positionals[0]), positionals[1:]
 
-    env = {}
-    for item in opts["env"]:
-        key, eq, value = item.partition("=")
-        if not key:
-            raise UsageError(f"invalid environment variable: {item!r}")
-        if eq:
-            env[key] = value
-        elif key in os.environ:
-            env[key] = os.environ[key]
+    env = flags.env_of(opts["env"])
 
     mounts = [_parse_volume(v) for v in opts["volume"]] + [_parse_tmpfs(t) for t in opts["tmpfs"]]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
+from minicontainer.cli.flags import env_of, parse
 from minicontainer.errors import UsageError
 
 HELP = """\
@@ -65,61 +66,7 @@ FLAGS = {
     "--verbose": ("verbose", False),
     "--help": ("help", False),
 }
-
-
-def parse(args: list[str], flags: dict, repeatable=("env", "guestfwd")) -> tuple[dict, list[str]]:
-    """Split ARGS into {field: value} and positionals, as cli/run.py does (bundled short
-    flags, --flag=value, -eKEY=VALUE, `--` ends the options)."""
-    opts: dict = {k: [] for k in repeatable}
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg == "--":
-            i += 1
-            break
-        if not arg.startswith("-") or arg == "-":
-            break
-        name, eq, inline = arg.partition("=") if arg.startswith("--") else (arg, "", "")
-        if name not in flags and not arg.startswith("--") and len(arg) > 2:
-            if flags.get(arg[:2], (None, False))[1]:
-                name, eq, inline = arg[:2], "=", arg[2:]
-            else:
-                args[i:i + 1] = [f"-{c}" for c in arg[1:]]
-                continue
-        if name not in flags:
-            raise UsageError(f"unknown flag: {name}")
-        field, takes_value = flags[name]
-        if takes_value:
-            if eq:
-                value = inline
-            elif i + 1 < len(args):
-                i += 1
-                value = args[i]
-            else:
-                raise UsageError(f"flag needs an argument: {name}")
-        elif eq:
-            raise UsageError(f"flag {name} takes no value")
-        else:
-            value = True
-        if field in repeatable:
-            opts[field].append(value)
-        else:
-            opts[field] = value
-        i += 1
-    return opts, args[i:]
-
-
-def env_of(items: list[str]) -> dict:
-    env = {}
-    for item in items:
-        key, eq, value = item.partition("=")
-        if not key:
-            raise UsageError(f"invalid environment variable: {item!r}")
-        if eq:
-            env[key] = value
-        elif key in os.environ:
-            env[key] = os.environ[key]
-    return env
+REPEATABLE = ("env", "guestfwd")
 
 
 def config_of(opts: dict, rootfs: str, command: list[str]):
@@ -170,7 +117,7 @@ def main(args: list[str], root: str | None) -> int:
         return 0 if args else 125
     if args[0] != "run":
         raise UsageError(f"unknown vm command {args[0]!r}: try 'minicontainer vm run --help'")
-    opts, positionals = parse(args[1:], FLAGS)
+    opts, positionals = parse(args[1:], FLAGS, REPEATABLE)
     if opts.get("help"):
         sys.stdout.write(HELP)
         return 0
