@@ -144,10 +144,17 @@ def test_names_are_unique_among_running_containers(mc_cmd, mc, rootfs, state_roo
 
 def test_signal_dispositions_are_defaults(mc, rootfs):
     """Nothing of Python's own signal set-up (SIGPIPE and SIGXFSZ ignored) or of the
-    runtime's blocking during set-up leaks into the container."""
+    runtime's blocking during set-up leaks into the container, nor into `exec`."""
+    clean = ["SigBlk:", "0000000000000000", "SigIgn:", "0000000000000000"]
     for flags in ([], ["--init"]):
         r = mc("run", *flags, rootfs, "grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status")
-        assert r.stdout.split() == ["SigBlk:", "0000000000000000", "SigIgn:", "0000000000000000"], flags
+        assert r.stdout.split() == clean, flags
+    assert mc("run", "-d", "--name", "sigs", rootfs, "sleep", "30").returncode == 0
+    try:
+        r = mc("exec", "sigs", "grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status")
+        assert r.stdout.split() == clean
+    finally:
+        assert mc("rm", "-f", "sigs").returncode == 0
 
 
 def test_sigterm_during_set_up_is_not_lost(mc_cmd, rootfs):

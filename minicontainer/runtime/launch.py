@@ -324,10 +324,9 @@ def _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console,
     After switch_root the host's Python library is out of reach: every module this function
     needs must already be imported by then."""
     try:
-        # Python ignores SIGPIPE and SIGXFSZ and catches SIGINT; an exec'd program would
-        # inherit the two ignored ones (`yes | head` would then behave oddly): defaults back.
-        for sig in (_signal.SIGPIPE, _signal.SIGXFSZ, _signal.SIGINT):
-            _signal.signal(sig, _signal.SIG_DFL)
+        # Python's SIGINT handler would turn a ^C pending since set-up into a KeyboardInterrupt
+        # inside the --init's command child, before its execve: the default instead.
+        _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
         syscalls.prctl(syscalls.PR_SET_PDEATHSIG, _signal.SIGKILL)
         if _parent_gone(alive_r):
             os._exit(125)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 
+import _signal  # not `signal`, which imports enum (~3 ms) on the start-up path
+
 from minicontainer.errors import CannotExecute, CommandNotFound, ContainerError
 from minicontainer.kernel import caps, syscalls
 from minicontainer.spec import DEFAULT_PATH
@@ -119,6 +121,10 @@ def set_rlimits(rlimits) -> None:
 
 
 def exec_command(path: str, args: list[str], env: dict) -> None:
+    # Python starts with SIGPIPE and SIGXFSZ ignored, and an ignored signal stays ignored
+    # across execve: give the command the defaults any shell would (`yes | head` must end).
+    _signal.signal(_signal.SIGPIPE, _signal.SIG_DFL)
+    _signal.signal(_signal.SIGXFSZ, _signal.SIG_DFL)
     syscalls.note(f"execve({path!r}, {args!r})")
     try:
         os.execve(path, args, env)
