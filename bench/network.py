@@ -77,9 +77,12 @@ def restore_host_network(before: dict) -> None:
     for table in sorted(after["tables"] - before["tables"]):
         if table in ("table ip nat", "table ip filter", "table ip6 nat", "table ip6 filter"):
             subprocess.run(["nft", "delete", *table.split()], check=False)
-    if after["ip_forward"] != before["ip_forward"]:
+    # CNI switches forwarding on and leaves it on; switch it off again if it was off, unless a
+    # minicontainer network (another state root, with its mark) needs it now.
+    if before["ip_forward"] == "0" and after["ip_forward"] == "1" and \
+            not os.path.exists("/run/minicontainer.ip_forward"):
         with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
-            f.write(before["ip_forward"])
+            f.write("0")
     for d in after["cni"] - before["cni"]:
         shutil.rmtree(d, ignore_errors=True)
 
