@@ -31,10 +31,14 @@ import sys
 import tempfile
 import time
 
+import purev2  # bench/purev2.py: podman and runc must never touch the host's v1 cgroups
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONTAINERS_CONF = """\
 [containers]
 default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+# the benchmark's cgroup v2 has no pids controller here (see bench/purev2.py)
+pids_limit = 0
 [engine]
 cgroup_manager = "cgroupfs"
 events_logger = "file"
@@ -113,6 +117,8 @@ def main() -> None:
     rootfs = os.path.abspath(args[0] if args else os.path.join(REPO, "rootfs"))
 
     install_podman()
+    purev2.enter()  # podman's cgroupfs manager and runc would write to the host's v1 cgroups
+    cgroups_before = purev2.cgroups_now()
     before = host_network_state()
     tmp = tempfile.mkdtemp(prefix="minicontainer-bench-net-")
     state = tempfile.mkdtemp(prefix="minicontainer-bench-net-", dir="/run")
@@ -156,6 +162,7 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         subprocess.run([*ours[:-1], "gc"], capture_output=True)
         shutil.rmtree(state, ignore_errors=True)
+        purev2.remove_new_cgroups(cgroups_before)
 
     load = os.getloadavg()[0]
     print(f"machine: {os.uname().release}, {os.cpu_count()} CPUs, load {load:.1f}; "

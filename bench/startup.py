@@ -33,6 +33,8 @@ import sys
 import tempfile
 import time
 
+import purev2  # bench/purev2.py: never touch the host's v1 cgroups
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PEER_PACKAGES = {"runc": "runc", "crun": "crun", "bwrap": "bubblewrap"}
 
@@ -45,23 +47,6 @@ def ensure_peers() -> None:
         subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
         subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
                        check=True, env=env, stdout=subprocess.DEVNULL)
-
-
-def enter_pure_v2_namespace() -> None:
-    """Re-exec this script in a private mount namespace where /sys/fs/cgroup is cgroup2 only."""
-    if os.environ.get("MC_BENCH_IN_NS"):
-        return
-    v2 = "mount -t tmpfs cgroupfs /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup"
-    if _cgroup2_is_root():
-        v2 = "true"
-    os.environ["MC_BENCH_IN_NS"] = "1"
-    os.execvp("unshare", ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                          f'{v2} && exec "$0" "$@"', sys.executable, *sys.argv])
-
-
-def _cgroup2_is_root() -> bool:
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4] == "/sys/fs/cgroup" and " - cgroup2 " in line for line in f)
 
 
 def make_bundle(rootfs: str, workdir: str) -> str:
@@ -114,7 +99,7 @@ def main() -> int:
     if os.geteuid() != 0:
         sys.exit("bench/startup.py: run as root")
     ensure_peers()
-    enter_pure_v2_namespace()
+    purev2.enter()
     rootfs = os.path.abspath(args.rootfs)
 
     with tempfile.TemporaryDirectory(prefix="mc-bench-") as work:
