@@ -80,6 +80,18 @@ def test_stop_kills_after_the_timeout(mc, rootfs, detached):
     assert "exited (137)" in mc("ps", "-a").stdout
 
 
+def test_detached_init_returns_and_forwards_stop(mc, rootfs, detached):
+    """run -d --init: the init (PID 1, which never execs) must not hold `run -d`'s pipes
+    open, and it passes stop's SIGTERM to a command that has no handler of its own."""
+    t0 = time.monotonic()
+    detached("--init", "--name", "inited", rootfs, "sleep", "1000")
+    assert time.monotonic() - t0 < 10
+    t0 = time.monotonic()
+    assert mc("stop", "-t", "5", "inited").returncode == 0
+    assert time.monotonic() - t0 < 4
+    assert "exited (143)" in mc("ps", "-a").stdout
+
+
 def test_kill_with_a_signal_and_rm_force(mc, rootfs, detached):
     detached("--name", "k", rootfs, "sh", "-c", 'trap "exit 12" USR1; while true; do sleep 0.1; done')
     time.sleep(0.3)

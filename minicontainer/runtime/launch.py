@@ -434,8 +434,10 @@ def _run_as_init(path, args, env, err_w, has_terminal: bool, unblocked) -> None:
         except ContainerError as e:
             _report(err_w, type(e).__name__, str(e))
         os._exit(125)
-    if err_w >= 0:
-        os.close(err_w)
+    # PID 1 never execs, so nothing close-on-exec closes for it: drop every inherited fd (the
+    # error pipe, `run -d`'s report pipe, a held port, a netlink socket), or whoever waits
+    # for one of them to close would wait for as long as the container runs.
+    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
     import prctl  # already loaded by kernel.caps: no import from the container's root
 
     prctl.set_name("init")
