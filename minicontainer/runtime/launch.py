@@ -198,9 +198,9 @@ def _shim(spec, container, report_w: int) -> None:
         if not spec.process.terminal:
             os.dup2(log_fd, 1)
             os.dup2(log_fd, 2)
-        from minicontainer.runtime.state import _process_start_time
+        from minicontainer.runtime.state import process_start_time
 
-        container.update(runtime_pid=os.getpid(), runtime_start=_process_start_time(os.getpid()),
+        container.update(runtime_pid=os.getpid(), runtime_start=process_start_time(os.getpid()),
                          log=log)
         try:
             pid, master, alive_w = _spawn(spec, container, _How(foreground=False, log_fd=log_fd))

@@ -375,40 +375,18 @@ def _join(spec, container, name: str) -> None:
 
 
 def _container_pid(root: str, cid: str) -> int | None:
-    """The container's first process: as recorded in its state (pid and start time), or else
-    the child of its runtime whose root is the container's."""
-    directory = os.path.join(root, "containers", cid)
+    """The container's first process, as recorded in its state (pid and start time)."""
+    from minicontainer.runtime.state import process_start_time
+
     try:
-        with open(os.path.join(directory, "state.json")) as f:
+        with open(os.path.join(root, "containers", cid, "state.json")) as f:
             record = json.load(f)
     except (OSError, ValueError):
         return None
     pid = record.get("pid")
-    if pid and record.get("pid_start") and _start_time(pid) == record["pid_start"]:
+    if pid and record.get("pid_start") and process_start_time(pid) == record["pid_start"]:
         return pid
-    runtime = record.get("runtime_pid")
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-            if int(stat[stat.rindex(b")") + 2:].split()[1]) != runtime:
-                continue
-            if os.readlink(f"/proc/{entry}/root").startswith(directory + "/"):
-                return int(entry)
-        except (OSError, ValueError):
-            continue
     return None
-
-
-def _start_time(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    return stat[stat.rindex(b")") + 2:].split()[19].decode()
 
 
 # Releasers (state.RELEASERS): each succeeds when its resource is already gone.

@@ -54,7 +54,7 @@ def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def _process_start_time(pid: int | None) -> str | None:
+def process_start_time(pid: int | None) -> str | None:
     """Field 22 of /proc/PID/stat: with the pid, it names one process for its whole life."""
     if not pid:
         return None
@@ -137,20 +137,20 @@ class Container:
 
     def started(self, pid: int, **fields) -> None:
         """Record the container's first process (its pid on the host and start time)."""
-        self.update(pid=pid, pid_start=_process_start_time(pid), **fields)
+        self.update(pid=pid, pid_start=process_start_time(pid), **fields)
 
     def watched(self) -> bool:
         """Whether the process in charge of this container (the runtime or shim) still lives."""
         r = self.record
         return r.get("runtime_pid") is not None and \
-            _process_start_time(r["runtime_pid"]) == r.get("runtime_start")
+            process_start_time(r["runtime_pid"]) == r.get("runtime_start")
 
     def alive(self) -> bool:
         """Whether the container's first process still runs (same pid, same start time)."""
         r = self.record
         if not r.get("pid"):
             return False
-        start = _process_start_time(r["pid"])
+        start = process_start_time(r["pid"])
         # a zombie still has its stat line: it has exited all the same
         return start is not None and start == r.get("pid_start") and not _is_zombie(r["pid"])
 
@@ -255,7 +255,7 @@ class StateStore:
             "mode": mode,
             "status": "creating",
             "runtime_pid": os.getpid(),
-            "runtime_start": _process_start_time(os.getpid()),
+            "runtime_start": process_start_time(os.getpid()),
             "rootfs": rootfs,
             "command": command,
             "created": now(),

@@ -20,18 +20,10 @@ import os
 import re
 import tempfile
 
+from minicontainer.runtime.state import process_start_time
+
 PREFIX = "minicontainer-vm-"
 _NAME = re.compile(re.escape(PREFIX) + r"(\d+)-(\d+)-[^-]+$")
-
-
-def process_start_time(pid: int) -> str | None:
-    """Field 22 of /proc/PID/stat (the same test as runtime/state.py's)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    return data[data.rindex(b")") + 2:].split()[19].decode()
 
 
 def make(tmpdir: str | None = None) -> str:
