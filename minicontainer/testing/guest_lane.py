@@ -15,7 +15,8 @@ in a guest; later issues that need another clean kernel reuse the same lane.
 The guest (built with minicontainer.vm: kernel fetch, accel detection, initramfs, qemu argv):
     /           the initramfs: busybox + 9p/overlay/virtio modules + HOOK below
     /hostroot   the host's / over 9p, read-only (the project's own .venv runs from it)
-      /tmp /run tmpfs (state roots and overlay upper dirs: overlayfs refuses 9p as upper)
+      /tmp /run tmpfs (state roots and overlay upper dirs: overlayfs refuses 9p as upper),
+                  with the checkout bound back on top if it lives under one of them
       /sys/fs/cgroup  cgroup2, every controller, nothing enabled yet (the code under test
                   enables what it needs through cgroup.subtree_control)
       /dev/vda  a scratch virtio disk (raw, sparse, in the lane's temp dir): io.max tests
@@ -52,16 +53,24 @@ R=/hostroot
 $B mkdir -p $R
 opts=trans=virtio,version=9p2000.L,msize=512000,cache=loose
 $B mount -t 9p -o ro,$opts hostroot $R || echo "lane: cannot mount the host's root (9p)"
+$B mkdir -p /lane-out /lane-repo
+$B mount -t 9p -o $opts laneout /lane-out || echo "lane: cannot mount the output share"
+# The checkout may itself live under /tmp or /run (CI clones anywhere): keep it reachable
+# through the tmpfs mounted over those below.
+repo=$($B cat /lane-out/repo)
+$B mount --bind "$R$repo" /lane-repo
 $B mount -t tmpfs -o mode=1777 tmpfs $R/tmp
 $B mount -t tmpfs -o mode=755 tmpfs $R/run
+$B mkdir -p "$R$repo" $R/run/lane-out
+$B mount --bind /lane-repo "$R$repo"
+$B mount --bind /lane-out $R/run/lane-out
 $B mount -t proc proc $R/proc
 $B mount -t sysfs sysfs $R/sys
 $B mount -t cgroup2 cgroup2 $R/sys/fs/cgroup || echo "lane: cannot mount cgroup2"
 $B mount -t devtmpfs devtmpfs $R/dev
-$B mkdir -p $R/dev/pts $R/dev/shm $R/run/lane-out
+$B mkdir -p $R/dev/pts $R/dev/shm
 $B mount -t devpts -o newinstance,ptmxmode=0666 devpts $R/dev/pts
 $B mount -t tmpfs -o mode=1777 tmpfs $R/dev/shm
-$B mount -t 9p -o $opts laneout $R/run/lane-out || echo "lane: cannot mount the output share"
 """
 
 # Run in the chroot (it is the command the init runs): the report and the pytest exit status.
@@ -150,6 +159,8 @@ def run_pytest(paths, *, timeout: float = TIMEOUT, memory_mib: int = MEMORY_MIB,
         out = os.path.join(work, "out")
         os.mkdir(out)
         python = os.path.join(REPO, ".venv", "bin", "python")
+        with open(os.path.join(out, "repo"), "w") as f:  # read by HOOK
+            f.write(REPO)
         with open(os.path.join(out, "run.sh"), "w") as f:
             f.write(RUN_SCRIPT.format(repo=REPO, out=GUEST_OUT, python=python,
                                       args=" ".join(paths)))
