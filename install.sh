@@ -21,6 +21,10 @@ missing=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
+# rootfs/build.sh and the VM mode fetch .debs with apt-get download: they need package lists.
+if [ -z "$missing" ] && ! ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1; then
+    apt-get update -qq
+fi
 if [ -n "$missing" ]; then
     echo "install.sh: apt-get install$missing"
     export DEBIAN_FRONTEND=noninteractive
