@@ -49,7 +49,7 @@ def mount_root(spec, container) -> str:
     if spec.root.readonly:
         mount(spec.root.path, target, None, MS_BIND | MS_REC)
     else:
-        options = f"lowerdir={spec.root.path},upperdir={container.upper},workdir={container.work}"
+        options = f"lowerdir={spec.root.path},upperdir={container.upper},workdir={container.work},volatile"
         mount("overlay", target, "overlay", 0, options)
     return target
 
