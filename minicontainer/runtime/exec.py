@@ -22,7 +22,8 @@ import _signal
 from minicontainer.errors import BY_KIND, ContainerError
 from minicontainer.kernel import caps, syscalls  # noqa: F401  caps: prctl, before setns(mnt)
 from minicontainer.runtime import process, terminal
-from minicontainer.runtime.launch import FORWARDED_SIGNALS, _kill, _read_all, _report, _wait
+from minicontainer.runtime.launch import FORWARDED_SIGNALS, _read_all, _report, _wait
+from minicontainer.runtime.state import signal_process as _kill
 
 # The order of setns: mnt last (see above); pid is joined by the parent, before fork.
 JOIN_ORDER = ("cgroup", "ipc", "uts", "net", "mnt")
@@ -41,8 +42,8 @@ def exec_in(container, proc, security, detach: bool = False, pid_file: str | Non
     cgroup_fd = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) \
         if cgroup and os.path.isdir(cgroup) else -1
     hostname = (container.record.get("exec") or {}).get("hostname") or container.id[:12]
-    winsize = _terminal_size() if proc.terminal and not console_socket else None
-    channel = _PtyChannel() if proc.terminal else None
+    winsize = terminal.terminal_size() if proc.terminal and not console_socket else None
+    channel = terminal.MasterChannel() if proc.terminal else None
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     if "pid" in namespaces:
         syscalls.setns(namespaces.pop("pid"), syscalls.CLONE_NEWPID)  # for our children
@@ -108,7 +109,10 @@ def _child(proc, security, namespaces, hostname, winsize, err_w, channel) -> Non
             null = os.open("/dev/null", os.O_RDONLY)
             os.dup2(null, 0)
             os.close(null)
-        slave = channel.open(winsize) if channel else None
+        slave = None
+        if channel:
+            master, slave = terminal.open_pty("/dev/pts/ptmx", winsize)
+            channel.send(master)
         user = process.resolve_user(proc.user)
         env = process.build_env(proc.env, hostname, user, proc.terminal)
         if slave is not None:
@@ -132,38 +136,3 @@ def _child(proc, security, namespaces, hostname, winsize, err_w, channel) -> Non
         _report(err_w, "ContainerError", f"{type(e).__name__}: {e}" if not
                 isinstance(e, OSError) else str(e))
     os._exit(125)
-
-
-def _terminal_size():
-    from minicontainer.runtime.launch import _terminal_size as size
-
-    return size()
-
-
-class _PtyChannel:
-    """-t: the child opens a pty in the container's own devpts (after joining its mount
-    namespace) and hands the master end to us over a socketpair, as `run -t` does."""
-
-    def __init__(self):
-        import socket
-
-        self._socket = socket
-        self.parent, self.child = socket.socketpair()
-
-    def open(self, winsize) -> int:
-        import fcntl
-        import termios
-
-        master, slave = syscalls.open_pty("/dev/pts/ptmx")
-        if winsize:
-            fcntl.ioctl(slave, termios.TIOCSWINSZ, winsize)
-        self._socket.send_fds(self.child, [b"m"], [master])
-        os.close(master)
-        self.child.close()
-        return slave
-
-    def receive(self):
-        self.child.close()
-        _, fds, _, _ = self._socket.recv_fds(self.parent, 1, 1)
-        self.parent.close()
-        return fds[0] if fds else None

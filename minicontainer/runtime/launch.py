@@ -38,7 +38,7 @@ import _signal  # the C module under `signal`, which would import enum (~3 ms) o
 from minicontainer.errors import BY_KIND, ContainerError
 from minicontainer.kernel import syscalls
 from minicontainer.runtime import cgroups, process, rootfs
-from minicontainer.runtime.state import StateStore
+from minicontainer.runtime.state import StateStore, signal_process as _kill
 
 # Signals the runtime passes on to the container, as docker does.
 FORWARDED_SIGNALS = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT)
@@ -103,12 +103,16 @@ def _spawn(spec, container, how: _How, unblocked=None):
     On failure the child is reaped and the error it reported is raised."""
     container.cgroup = cgroups.create(spec, container)  # limits in place before the child joins
     hostname = spec.hostname or container.id[:12]
-    winsize = _terminal_size() if spec.process.terminal else None
+    if spec.process.terminal:
+        from minicontainer.runtime import terminal
+
+        winsize, console = terminal.terminal_size(), terminal.MasterChannel()
+    else:
+        winsize = console = None
     err_r, err_w = os.pipe()      # child -> parent: why it failed; EOF at execve means success
     alive_r, alive_w = os.pipe()  # parent -> child: "go on" bytes; EOF tells the child we died
     steps = _outside_steps(spec, container)
     ready_r, ready_w = os.pipe() if steps else (None, None)  # child -> parent: "unshared"
-    console = _ConsoleChannel() if spec.process.terminal else None
 
     # A signal meant for the container waits, blocked, until something can take it: the
     # child is born with the block and keeps it until execve (or until --init's loop picks
@@ -142,7 +146,7 @@ def _spawn(spec, container, how: _How, unblocked=None):
                     step(pid)
                 os.write(alive_w, b"g")
             os.close(ready_r)
-        master = console.receive_master() if console else None
+        master = console.receive() if console else None
         if how.foreground:
             for sig in FORWARDED_SIGNALS:
                 _signal.signal(sig, lambda signum, frame: _kill(pid, signum))
@@ -215,7 +219,9 @@ def _shim(spec, container, report_w: int) -> None:
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)
         if master is not None:
-            _copy_until_closed(master, log_fd)
+            from minicontainer.runtime.terminal import copy_until_closed
+
+            copy_until_closed(master, log_fd)
         status = _wait(pid)
         cgroups.report(spec, container.cgroup, status)  # OOM kill and such, into the log
         from minicontainer.runtime.state import now
@@ -228,24 +234,6 @@ def _shim(spec, container, report_w: int) -> None:
     except BaseException:
         code = 125  # the record stays; gc reconciles it
     os._exit(code)
-
-
-def _copy_until_closed(master: int, out: int) -> None:
-    """-dt: the container's terminal output goes to its log."""
-    while True:
-        try:
-            data = os.read(master, 65536)
-        except OSError:  # EIO: the last holder of the pty's other end has exited
-            break
-        if not data:
-            break
-        _write_all(out, data)
-    os.close(master)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    while data:
-        data = data[os.write(fd, data):]
 
 
 def create(spec, store: StateStore, cid: str, bundle: str, annotations: dict,
@@ -361,9 +349,12 @@ def _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console,
         rootfs.mount_system(root, readonly)
         if spec.devices or spec.sysctl:
             rootfs.oci_extras(root, spec.devices, spec.sysctl)
+        slave = None
         if console:
-            from minicontainer.runtime import terminal  # before switch_root: see below
-        slave = console.open_in(root, winsize) if console else None
+            from minicontainer.runtime import terminal  # loaded before fork: no file read
+
+            master, slave = terminal.open_console(root, winsize)
+            console.send(master)
         rootfs.mount_user_mounts(root, spec.mounts, readonly)
         if readonly:
             rootfs.make_root_readonly(root)
@@ -476,53 +467,3 @@ def _wait(pid: int) -> int:
     _, status = os.waitpid(pid, 0)  # retried by Python on EINTR (PEP 475)
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
-
-
-def _kill(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def _terminal_size():
-    import fcntl
-    import termios
-
-    for fd in (0, 1, 2):
-        try:
-            return fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8)
-        except OSError:
-            continue
-    return None
-
-
-class _ConsoleChannel:
-    """-t: the child opens a pty in the container's own devpts and hands us the master end
-    over a unix socket (SCM_RIGHTS), so `tty` inside names a device the container can see."""
-
-    def __init__(self):
-        import socket
-
-        self.parent, self.child = socket.socketpair()
-
-    def open_in(self, root: str, winsize) -> int:
-        import socket
-
-        from minicontainer.runtime.terminal import open_console
-
-        master, slave = open_console(root, winsize)
-        socket.send_fds(self.child, [b"m"], [master])
-        os.close(master)
-        self.child.close()
-        return slave
-
-    def receive_master(self) -> int:
-        import socket
-
-        self.child.close()
-        _, fds, _, _ = socket.recv_fds(self.parent, 1, 1)
-        self.parent.close()
-        if not fds:
-            return None  # the child failed before opening the console; the error pipe says why
-        return fds[0]

@@ -16,6 +16,7 @@ import time
 
 from minicontainer.errors import ContainerError
 from minicontainer.kernel import cgroupfs
+from minicontainer.runtime.state import now, signal_process
 
 
 def start(container) -> None:
@@ -40,7 +41,7 @@ def start(container) -> None:
     finally:
         os.close(fd)
     os.unlink(fifo)
-    container.update(status="running", started=_now())
+    container.update(status="running", started=now())
 
 
 def kill(container, sig: int, all_processes: bool = False) -> None:
@@ -52,10 +53,7 @@ def kill(container, sig: int, all_processes: bool = False) -> None:
     if all_processes and _cgroup(container):
         _signal_cgroup(_cgroup(container), sig)
         return
-    try:
-        os.kill(container.record["pid"], sig)
-    except ProcessLookupError:
-        pass
+    signal_process(container.record["pid"], sig)
 
 
 def stop(container, timeout: float = 10.0) -> None:
@@ -73,10 +71,7 @@ def force_kill(container) -> None:
     if path and os.path.isdir(path):
         cgroupfs.kill(path)
     if container.alive():
-        try:
-            os.kill(container.record["pid"], 9)  # PID 1 of its namespace: takes the rest along
-        except ProcessLookupError:
-            pass
+        signal_process(container.record["pid"], 9)  # PID 1 of its namespace: takes the rest
     if not wait_stopped(container, 10):
         raise ContainerError(f'container "{container.id}" did not die after SIGKILL')
 
@@ -130,10 +125,7 @@ def _signal_cgroup(path: str, sig: int) -> None:
         cgroupfs.kill(path)
         return
     for pid in _cgroup_pids(path):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
+        signal_process(pid, sig)
 
 
 def _cgroup_pids(path: str) -> list[int]:
@@ -154,12 +146,6 @@ def _reload(container) -> dict:
             return json.load(f)
     except (OSError, ValueError):
         return {**container.record, "status": "stopped"}
-
-
-def _now() -> str:
-    from minicontainer.runtime.state import now
-
-    return now()
 
 
 SIGNALS = {"HUP": 1, "INT": 2, "QUIT": 3, "ILL": 4, "TRAP": 5, "ABRT": 6, "IOT": 6, "BUS": 7,

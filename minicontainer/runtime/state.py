@@ -214,7 +214,8 @@ class Container:
                 pass
 
 
-def _kill(pid: int, sig: int = 9) -> None:
+def signal_process(pid: int, sig: int = 9) -> None:
+    """kill(2), where a process already gone is no error."""
     try:
         os.kill(pid, sig)
     except ProcessLookupError:
@@ -260,9 +261,8 @@ class StateStore:
             "created": now(),
             **extra,
         }
-        container.record = record
-        with open(os.path.join(container.dir, "state.json"), "w") as f:
-            f.write(_json(record) + "\n")
+        container.record = {}
+        container.update(**record)
         if name:
             self._reserve_name(container)
         for d in (container.upper, container.work, container.rootfs):
@@ -309,7 +309,7 @@ class StateStore:
             mode = record.get("mode", "run")
             if mode == "run" or record.get("status") == "creating":
                 if container.alive():  # a create whose runtime died before it was done
-                    _kill(record["pid"])
+                    signal_process(record["pid"])
                 container.remove()
                 return True
             if container.alive():
@@ -398,8 +398,4 @@ class StateStore:
     def collect_garbage(self) -> list[str]:
         """Remove every container whose runtime is gone; return their ids. Cheap when there
         is nothing to do (one listdir), so every run calls it."""
-        try:
-            ids = os.listdir(os.path.join(self.root, "containers"))
-        except FileNotFoundError:
-            return []
-        return [cid for cid in ids if self._reclaim_dead(cid)]
+        return [cid for cid in self.ids() if self._reclaim_dead(cid)]

@@ -19,16 +19,63 @@ from minicontainer.kernel import syscalls
 from minicontainer.kernel.syscalls import MS_BIND, mount
 
 
-def open_console(root: str, winsize) -> tuple[int, int]:
-    """In the child, with the container's /dev mounted at root/dev: open a pty pair there,
-    size it like the user's terminal, and bind the slave over /dev/console."""
-    master, slave = syscalls.open_pty(f"{root}/dev/pts/ptmx")
+def terminal_size():
+    """The user's window size (struct winsize, packed) from whichever of our stdio is a
+    terminal, or None."""
+    for fd in (0, 1, 2):
+        try:
+            return fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8)
+        except OSError:
+            continue
+    return None
+
+
+def open_pty(ptmx: str, winsize) -> tuple[int, int]:
+    """A pty pair from the devpts instance whose ptmx is given, sized like the user's
+    terminal; returns (master, slave)."""
+    master, slave = syscalls.open_pty(ptmx)
     if winsize:
         fcntl.ioctl(slave, termios.TIOCSWINSZ, winsize)
+    return master, slave
+
+
+def open_console(root: str, winsize) -> tuple[int, int]:
+    """In the child, with the container's /dev mounted at root/dev: open a pty pair there
+    and bind the slave over /dev/console."""
+    master, slave = open_pty(f"{root}/dev/pts/ptmx", winsize)
     console = f"{root}/dev/console"
     open(console, "a").close()
     mount(f"/proc/self/fd/{slave}", console, None, MS_BIND)
     return master, slave
+
+
+class MasterChannel:
+    """-t, for run and exec: the child opens the pty in the container's own devpts (so `tty`
+    inside names a device the container can see) and hands the master end to the runtime
+    over a unix socketpair (SCM_RIGHTS). Made before the fork; each side closes the other's."""
+
+    def __init__(self):
+        import socket
+
+        self.parent, self.child = socket.socketpair()
+
+    def send(self, master: int) -> None:
+        """Child side: hand the master over; we keep only the slave."""
+        import socket
+
+        socket.send_fds(self.child, [b"m"], [master])
+        os.close(master)
+        self.child.close()
+
+    def receive(self) -> int | None:
+        """Parent side: the master, or None if the child failed before opening the pty (its
+        error pipe says why)."""
+        import socket
+
+        self.child.close()
+        _, fds, _, _ = socket.recv_fds(self.parent, 1, 1)
+        self.parent.close()
+        return fds[0] if fds else None
 
 
 def send_console(socket_path: str, master: int) -> None:
@@ -110,6 +157,20 @@ def _make_raw(fd: int) -> None:
     attrs[6][termios.VMIN] = 1
     attrs[6][termios.VTIME] = 0
     termios.tcsetattr(fd, termios.TCSAFLUSH, attrs)
+
+
+def copy_until_closed(master: int, out: int) -> None:
+    """-dt: the container's terminal output goes to `out` (its log) until the last holder
+    of the pty's other end has exited."""
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: nobody holds the slave any more
+            break
+        if not data:
+            break
+        _write_all(out, data)
+    os.close(master)
 
 
 def _write_all(fd: int, data: bytes) -> None:
