@@ -412,6 +412,12 @@ def _run_as_init(path, args, env, err_w, has_terminal: bool, unblocked) -> None:
     """--init: stay as PID 1, run the command as our child, forward signals and reap zombies
     (the loop is C, in kernel/_build.py). Never returns. Signals that arrived during set-up
     are pending, blocked since birth (_spawn): the loop forwards them first."""
+    import prctl  # already loaded by kernel.caps: no import from the container's root
+
+    # Named before the command starts, so that no `ps` inside ever sees the runtime's
+    # command line as PID 1 (the command's exec replaces the name it inherits).
+    prctl.set_name("init")
+    prctl.set_proctitle("init")
     everything = _signal.valid_signals() - {_signal.SIGKILL, _signal.SIGSTOP}
     _signal.pthread_sigmask(_signal.SIG_BLOCK, everything)
     child = os.fork()
@@ -429,10 +435,6 @@ def _run_as_init(path, args, env, err_w, has_terminal: bool, unblocked) -> None:
     # error pipe, `run -d`'s report pipe, a held port, a netlink socket), or whoever waits
     # for one of them to close would wait for as long as the container runs.
     os.closerange(3, os.sysconf("SC_OPEN_MAX"))
-    import prctl  # already loaded by kernel.caps: no import from the container's root
-
-    prctl.set_name("init")
-    prctl.set_proctitle("init")  # `ps` inside shows "init", not the runtime's command line
     os._exit(syscalls.init_supervise(child))
 
 
