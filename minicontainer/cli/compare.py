@@ -109,7 +109,7 @@ def main(args: list[str], root: str | None) -> int:
         qemu_path = launch.check(config)
     # Fetch and pack before any timing, so no run pays for the cache.
     kernel, image, initrd = launch.prepare(config, progress=_progress_bar())
-    accel = accels.detect_accel(qemu_path)
+    accel = accels.detect_accel(qemu_path, image)
     accel_names = ["tcg"] + (["kvm"] if accel.name == "kvm" else [])
     if accel.note:
         _say(f"compare: {accel.note}; VMs run under TCG only")

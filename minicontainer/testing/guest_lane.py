@@ -177,7 +177,7 @@ def run_pytest(paths, *, timeout: float = TIMEOUT, memory_mib: int = MEMORY_MIB,
         initrd = initramfs.build_initramfs(empty, kernel, modules=MODULES,
                                            extra_files=[(".minicontainer/hooks/lane.sh",
                                                          HOOK.encode(), 0o644)])
-        acc = accel.detect_accel().name
+        acc = accel.detect_accel(kernel=image).name
         cmdline = qemu.guest_cmdline(
             ["/.minicontainer/busybox", "chroot", "/hostroot", "/bin/sh", f"{GUEST_OUT}/run.sh"],
             devices="virtio", accel=acc, modules=list(MODULES))

@@ -1,15 +1,22 @@
 """KVM or TCG: detected by running guest code, never assumed from /dev/kvm existing.
 
-    detect_accel(qemu='qemu-system-x86_64') -> Accel(name='kvm'|'tcg', note=str|None)
+    detect_accel(qemu='qemu-system-x86_64', kernel=None) -> Accel(name='kvm'|'tcg', note)
 
 A /dev/kvm that opens and answers the KVM API is not enough: on the machines this project is
 built on it is a software implementation without VT-x/SVM, and QEMU either aborts
-(`failed to set MSR 0x10a`) or crawls. So the probe boots a 25-byte guest under KVM with the
-CPU model a real boot would use: a PVH ELF whose entry point writes 42 to QEMU's
-isa-debug-exit port, which makes QEMU exit with status 42*2+1 = 85. Anything else (an error,
-another status, no exit within PROBE_TIMEOUT) means KVM does not work here. The probe takes
-~0.1 s and its verdict is cached per boot (keyed by /proc/sys/kernel/random/boot_id and the
-QEMU binary), so it is paid once.
+(`failed to set MSR 0x10a`), crawls, or stops on an instruction it cannot emulate
+(`KVM internal error ... emulation failure`, after which QEMU hangs with the guest paused).
+So the probe runs guest code under KVM with the CPU model a real boot would use, in two
+steps:
+1. a 25-byte PVH ELF whose entry point writes 42 to QEMU's isa-debug-exit port, which makes
+   QEMU exit with status 42*2+1 = 85 (rejects a KVM that cannot run anything, in ~0.1 s);
+2. given the guest kernel that will be booted, that kernel itself, with no initramfs: it
+   must get as far as its "cannot mount root" panic, after which QEMU exits (panic=-1,
+   -no-reboot). A trivial guest passed step 1 on one of our machines where the real kernel
+   then hit an emulation failure in its first second, so only a real boot proves KVM.
+Anything else (an error, another status, no exit within the timeout) means TCG. The verdict
+is cached per boot (keyed by /proc/sys/kernel/random/boot_id, the QEMU binary and the
+kernel image), so it is paid once.
 """
 from __future__ import annotations
 
@@ -21,6 +28,7 @@ from minicontainer.vm import kernel as kernels
 
 PROBE_TIMEOUT = 3.0
 PROBE_STATUS = 85
+KERNEL_PROBE_TIMEOUT = 8.0  # a real KVM reaches the panic in well under a second
 
 
 class Accel:
@@ -71,16 +79,41 @@ def _kvm_verdict(qemu: str) -> tuple[bool, str]:
             return False, f"KVM unusable: a test guest did not finish in {PROBE_TIMEOUT:g} s"
     finally:
         os.close(fd)
-    if r.returncode == PROBE_STATUS:
+    if r.returncode != PROBE_STATUS:
+        lines = [ln for ln in r.stderr.decode(errors="replace").splitlines() if ln.strip()]
+        why = lines[0].split("error: ", 1)[-1] if lines else f"exit status {r.returncode}"
+        return False, f"KVM unusable: a test guest failed with {why.strip()!r}"
+    return True, ""
+
+
+def _kernel_verdict(qemu: str, kernel: str) -> tuple[bool, str]:
+    """Boot `kernel` under KVM without an initramfs: it panics for want of a root
+    filesystem and QEMU exits. Seeing that panic on the console proves a real boot works."""
+    machine = "microvm,x-option-roms=off" if kernel.rsplit("/", 1)[-1].startswith("vmlinux") \
+        else "pc"
+    argv = [qemu, "-accel", "kvm", "-cpu", "host", "-M", machine, "-m", "128",
+            "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+            "-serial", "stdio", "-kernel", kernel,
+            "-append", "console=ttyS0 panic=-1 loglevel=1 root=/dev/nonexistent"]
+    try:
+        r = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
+                           timeout=KERNEL_PROBE_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return False, (f"KVM unusable: the guest kernel did not get through its boot in "
+                       f"{KERNEL_PROBE_TIMEOUT:g} s")
+    if b"Kernel panic" in r.stdout:
         return True, ""
-    lines = [ln for ln in r.stderr.decode(errors="replace").splitlines() if ln.strip()]
+    text = (r.stderr + r.stdout).decode(errors="replace")
+    lines = [ln for ln in text.splitlines() if ln.strip()]
     why = lines[0].split("error: ", 1)[-1] if lines else f"exit status {r.returncode}"
-    return False, f"KVM unusable: a test guest failed with {why.strip()!r}"
+    return False, f"KVM unusable: the guest kernel failed with {why.strip()!r}"
 
 
-def detect_accel(qemu: str = "qemu-system-x86_64", use_cache: bool = True) -> Accel:
-    """KVM if a test guest really runs under it, else TCG with a note saying why."""
-    key = _cache_key(qemu)
+def detect_accel(qemu: str = "qemu-system-x86_64", kernel: str | None = None,
+                 use_cache: bool = True) -> Accel:
+    """KVM if a test guest (and, given one, the guest kernel) really runs under it, else
+    TCG with a note saying why."""
+    key = _cache_key(qemu, kernel)
     path = os.path.join(kernels.cache_dir(), "kvm-probe")
     if use_cache and key:
         try:
@@ -91,6 +124,8 @@ def detect_accel(qemu: str = "qemu-system-x86_64", use_cache: bool = True) -> Ac
         except (OSError, ValueError):
             pass
     ok, why = _kvm_verdict(qemu)
+    if ok and kernel:
+        ok, why = _kernel_verdict(qemu, kernel)
     if key:
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -102,7 +137,7 @@ def detect_accel(qemu: str = "qemu-system-x86_64", use_cache: bool = True) -> Ac
     return Accel("kvm") if ok else Accel("tcg", why)
 
 
-def _cache_key(qemu: str) -> str | None:
+def _cache_key(qemu: str, kernel: str | None) -> str | None:
     import shutil
 
     try:
@@ -110,6 +145,7 @@ def _cache_key(qemu: str) -> str | None:
             boot = f.read().strip()
         binary = shutil.which(qemu) or qemu
         st = os.stat(binary)
+        image = f"{kernel}:{os.stat(kernel).st_mtime_ns}" if kernel else "-"
     except OSError:
         return None
-    return f"v2:{boot}:{binary}:{st.st_mtime_ns}"
+    return f"v3:{boot}:{binary}:{st.st_mtime_ns}:{image}"

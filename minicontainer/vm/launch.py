@@ -150,7 +150,7 @@ def run_vm(config: VMConfig, say=None, out=None, prepared=None) -> qemu.BootResu
     kernel, image, initrd = prepared or prepare(
         config, progress=kernels.progress_bar("minicontainer: downloading the guest kernel"))
     if config.accel == "auto":
-        accel = accels.detect_accel(qemu_path)
+        accel = accels.detect_accel(qemu_path, image)
     else:
         accel = accels.Accel(config.accel)
     machine = qemu.DEVICES[config.devices][0].split(",")[0]
