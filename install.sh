@@ -21,7 +21,7 @@ missing=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
-# rootfs/build.sh and the VM mode fetch .debs with apt-get download: they need package lists.
+# tools/build-rootfs.sh and the VM mode fetch .debs with apt-get download: they need package lists.
 if [ -z "$missing" ] && ! ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1; then
     apt-get update -qq
 fi
@@ -44,7 +44,7 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$inputs" ]; 
     echo "$inputs" > "$stamp"
 fi
 
-[ -x rootfs/bin/busybox ] || rootfs/build.sh
+[ -x rootfs/bin/busybox ] || tools/build-rootfs.sh
 
 # Byte-compile the package: with PYTHONDONTWRITEBYTECODE set (as on some machines), Python
 # would otherwise recompile every module at every container start (~8 ms).

@@ -33,7 +33,7 @@ def state_root():
 @pytest.fixture(scope="session")
 def rootfs() -> str:
     if not os.path.isfile(os.path.join(ROOTFS, "bin", "busybox")):
-        pytest.fail("rootfs/ is not built: run ./install.sh (or rootfs/build.sh)")
+        pytest.fail("rootfs/ is not built: run ./install.sh (or tools/build-rootfs.sh)")
     return ROOTFS
 
 

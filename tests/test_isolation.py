@@ -154,3 +154,12 @@ def test_chroot_teaching_mode_keeps_the_host_tree_reachable(mc, mc_cmd, rootfs, 
     chrooted = _namespace_root_listing(mc_cmd, state_root, "--chroot")
     assert not host_only & pivoted, pivoted
     assert host_only <= chrooted, chrooted
+
+
+def test_root_holds_only_the_filesystem(mc, rootfs):
+    # The rootfs directory is every container's /: nothing of the project (a README, the
+    # script that builds it) may sit there.
+    r = mc("run", rootfs, "ls", "-a", "/")
+    assert r.returncode == 0, r.stderr
+    assert set(r.stdout.split()) == {".", "..", "bin", "dev", "etc", "home", "linuxrc", "mnt",
+                                     "proc", "root", "run", "sbin", "sys", "tmp", "usr", "var"}

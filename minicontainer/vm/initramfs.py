@@ -113,7 +113,7 @@ $B poweroff -f
 
 def guest_busybox() -> str:
     """A static busybox for the init, from Debian's busybox-static (the same package
-    rootfs/build.sh uses), unpacked once into the cache."""
+    tools/build-rootfs.sh uses), unpacked once into the cache."""
     cache = kernels.cache_dir()
     dest = os.path.join(cache, "busybox", "busybox")
     if os.path.isfile(dest):

@@ -1,10 +1,13 @@
 #!/bin/sh
-# Build a minimal root filesystem from Debian's busybox-static package, and nothing else.
-#   usage: rootfs/build.sh [DEST]     (default: the rootfs/ directory this script is in)
-# The result is generated, not committed. Rebuilding replaces it.
+# Build a minimal root filesystem from Debian's busybox-static package, and nothing else:
+# busybox with one symlink per applet, and /etc/passwd, /etc/group, /etc/hosts, /etc/hostname.
+#   usage: tools/build-rootfs.sh [DEST]     (default: rootfs/ at the top of the checkout)
+# The result is generated, not committed (install.sh runs this). Rebuilding replaces it.
+# Nothing but the filesystem goes into DEST: whatever is there is what every container sees
+# as its /, so this script and its notes live here, not beside it.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
-dest=${1:-$here}
+dest=${1:-$(dirname "$here")/rootfs}
 cache=${MINICONTAINER_CACHE:-/var/cache/minicontainer}
 mkdir -p "$cache/debs"
 
@@ -58,7 +61,7 @@ cd - >/dev/null
 
 rm -rf "$dest.old.$$"
 if [ -d "$dest/bin" ]; then
-    # Replace only what this script generates; keep a README or build.sh beside it.
+    # Replace only what this script generates.
     for f in "$new"/*; do rm -rf "$dest/$(basename "$f")"; done
 fi
 mkdir -p "$dest"
