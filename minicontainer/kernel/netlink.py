@@ -97,6 +97,12 @@ class Netlink:
                        peer={"ifname": peer, "net_ns_pid": peer_pid},
                        master=master, state="up")
 
+    def add_veth(self, ifname: str, peer: str, peer_pid: int) -> None:
+        """A plain veth pair: `ifname` here, `peer` inside the network namespace of
+        `peer_pid`, both down and unattached (the workshop's veth by hand)."""
+        self._ipr.link("add", ifname=ifname, kind="veth",
+                       peer={"ifname": peer, "net_ns_pid": peer_pid})
+
     def set_up(self, index: int) -> None:
         self._ipr.link("set", index=index, state="up")
 
