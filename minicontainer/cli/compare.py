@@ -1,5 +1,6 @@
 """`minicontainer compare [OPTIONS] ROOTFS -- COMMAND [ARG...]`: the same command as a
 container and as virtual machines, measured side by side on this machine.
+(`--density N`: N of each alive at once instead, in cli/density.py.)
 
 Each variant runs through the real CLI in a child process, N times:
     container            minicontainer run ROOTFS CMD
@@ -43,6 +44,12 @@ Options:
       --kernel PATH     the guest kernel (see 'minicontainer vm run --help')
       --devices LIST    VM device models to include (default virtio,emulated; none is
                         what `vm run` boots by default: no disk, no NIC, so no --io)
+      --density N       instead: N containers and N VMs alive at once (COMMAND should
+                        last, e.g. sleep 600), at N = 1, N/2, N: time until all are up,
+                        host memory (PSS, RSS) in total and per instance; refuses if N
+                        VMs do not fit in the memory available. With --json, --plot
+                        (cost against N), -m, --cpus, --kernel, --devices (one model,
+                        default none)
 """
 
 FLAGS = {
@@ -52,6 +59,7 @@ FLAGS = {
     "-m": ("memory", True), "--memory": ("memory", True),
     "--cpus": ("cpus", True), "--kernel": ("kernel", True),
     "--devices": ("devices", True),
+    "--density": ("density", True),
     "--help": ("help", False), "-h": ("help", False),
 }
 
@@ -91,6 +99,8 @@ def main(args: list[str], root: str | None) -> int:
             import matplotlib  # noqa: F401
         except ImportError:
             raise UsageError("--plot FILE.png needs matplotlib (pip install matplotlib); FILE.svg does not")
+    if "density" in opts:
+        return _density(rootfs, command, opts, plot)
     devices = opts.get("devices", "virtio,emulated").split(",")
 
     from minicontainer.vm import accel as accels, launch
@@ -133,6 +143,34 @@ def main(args: list[str], root: str | None) -> int:
             json.dump(report, f, indent=2)
     if plot:
         draw(report, plot)
+    return 0
+
+
+def _density(rootfs, command, opts, plot) -> int:
+    from minicontainer.cli import density
+    from minicontainer.vm import launch
+
+    n = _positive(opts["density"], "--density")
+    for flag in ("runs", "io"):
+        if flag in opts:
+            raise UsageError(f"--{flag} does not apply to --density")
+    devices = opts.get("devices", "none")
+    if "," in devices:
+        raise UsageError(f"--density runs one device model: --devices {devices!r}")
+    guest_mib = launch.parse_memory(opts["memory"]) if "memory" in opts else 128
+    density.check_memory(n, guest_mib)  # before fetching a kernel for VMs that cannot fit
+    config = launch.VMConfig(rootfs=rootfs, args=command, kernel=opts.get("kernel"), devices=devices)
+    launch.check(config)
+    launch.prepare(config, progress=_progress_bar())  # the cache is filled before any timing
+    vm_flags = ["--devices", devices, "-m", f"{guest_mib}m"]
+    for flag in ("cpus", "kernel"):
+        if flag in opts:
+            vm_flags += [f"--{flag}", opts[flag]]
+    state = tempfile.mkdtemp(prefix="minicontainer-compare-", dir="/run" if os.path.isdir("/run") else None)
+    try:
+        density.run(rootfs, command, n, guest_mib, vm_flags, state, opts.get("json"), plot, _progress)
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
     return 0
 
 
