@@ -16,6 +16,7 @@ import pytest
 
 from conftest import PYTHON, REPO
 from minicontainer.cli import density
+from minicontainer.testing import guest_lane
 
 pytestmark = pytest.mark.skipif(
     subprocess.run(["which", "qemu-system-x86_64"], capture_output=True).returncode != 0,
@@ -105,3 +106,18 @@ def test_density_ctrl_c_stops_everything(rootfs, tmp_path):
     assert instances() == []
     assert not [pid for pid in qemus if os.path.exists(f"/proc/{pid}")]
     assert set(glob.glob("/run/minicontainer-compare-*")) == before
+
+
+# The cgroup half (memory.current of a container's cgroup) needs cgroup v2 with a memory
+# controller: tests/guest/density_cgroup.py, in the guest lane (one boot per session).
+GUEST_TESTS = guest_lane.collect(["tests/guest/density_cgroup.py"])
+
+
+@pytest.fixture(scope="session")
+def guest():
+    return guest_lane.session_run()
+
+
+@pytest.mark.parametrize("nodeid", GUEST_TESTS, ids=lambda n: n.split("::", 1)[1])
+def test_density_cgroup_memory_in_the_guest_lane(guest, nodeid):
+    guest.check(nodeid)

@@ -88,13 +88,25 @@ def _interrupt(signum, frame):
 
 # --- one round ---------------------------------------------------------------------------------
 
+MC = [sys.executable, "-m", "minicontainer"]
+
+
+def _wrapped(command):
+    return ["/bin/sh", "-c", WRAP, "sh", *command]
+
+
+def container_argv(state, rootfs, command) -> list[str]:
+    """--init: SIGTERM stops it (a PID 1 without a handler ignores it). --stats: the
+    container's cgroup gets the memory controller where cgroup v2 has one, hence a
+    memory.current to read (its report on exit goes nowhere)."""
+    return [*MC, "--root", state, "run", "--init", "--stats", rootfs, *_wrapped(command)]
+
+
 def _round(rootfs, command, k, vm_flags, state) -> dict:
-    mc = [sys.executable, "-m", "minicontainer"]
-    wrapped = ["/bin/sh", "-c", WRAP, "sh", *command]
     started: list[subprocess.Popen] = []
     try:
-        containers = _start_all(started, k, mc + ["--root", state, "run", "--init", rootfs, *wrapped])
-        vms = _start_all(started, k, mc + ["vm", "run", *vm_flags, rootfs, *wrapped])
+        containers = _start_all(started, k, container_argv(state, rootfs, command))
+        vms = _start_all(started, k, [*MC, "vm", "run", *vm_flags, rootfs, *_wrapped(command)])
         tree = _children_map()
         result = {"n": k, "container": _memory(containers, tree, cgroup=True),
                   "vm": _memory(vms, tree, cgroup=False)}
