@@ -38,7 +38,7 @@ def in_netns(pid: int, fn) -> None:
             os._exit(code)
     _, status = os.waitpid(child, 0)
     if status:
-        raise RuntimeError(f"{fn.__name__} failed in the namespace of {pid}")
+        raise RuntimeError(f"failed in the network namespace of {pid} (see above)")
 
 
 def address(pid: int, ifname: str, addr: str, gateway: str | None = None) -> None:

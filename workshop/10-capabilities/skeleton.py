@@ -48,10 +48,12 @@ def strict_seccomp() -> int:
     """A child that allows itself read, write, _exit and sigreturn only, then opens a file."""
     pid = os.fork()
     if pid == 0:
-        message = b"seccomp: strict mode on, write(2) still works\n"
-        # TODO: enter seccomp's strict mode (prctl PR_SET_SECCOMP, SECCOMP_MODE_STRICT), write the message, then try os.open
-        raise NotImplementedError("TODO: enter seccomp's strict mode (prctl PR_SET_SECCOMP, SECCOMP_MODE_STRICT), write the message, then try os.open")
-        os._exit(0)
+        try:
+            message = b"seccomp: strict mode on, write(2) still works\n"
+            # TODO: enter seccomp's strict mode (prctl PR_SET_SECCOMP, SECCOMP_MODE_STRICT), write the message, then try os.open
+            raise NotImplementedError("TODO: enter seccomp's strict mode (prctl PR_SET_SECCOMP, SECCOMP_MODE_STRICT), write the message, then try os.open")
+        finally:
+            os._exit(1)  # not reached once strict mode is on: exit_group(2) is not allowed either
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status)
 
