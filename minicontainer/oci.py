@@ -378,5 +378,7 @@ def features() -> dict:
             "selinux": {"enabled": False},
         },
         "annotations": {"org.opencontainers.runtime-spec.features.minicontainer":
-                        "no user namespaces, no hooks, no seccomp"},
+                        "no user namespaces, no hooks, no seccomp",
+                        # runc's key: clients read it before offering checkpoint/restore
+                        "org.opencontainers.runc.checkpoint.enabled": "false"},
     }

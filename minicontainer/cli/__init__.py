@@ -39,7 +39,10 @@ OCI runtime interface, as runc's (podman --runtime $(command -v minicontainer)):
   create --bundle DIR [--pid-file F] [--console-socket S] ID
   start ID   state ID   kill ID [SIGNAL] [--all]   delete [--force] ID
   exec --process P.json [--detach] [--pid-file F] [--console-socket S] ID
-  features   spec [--bundle DIR]
+  pause ID   resume ID   ps [--format table|json] ID [-- PS_ARGS]
+  update [-r FILE|-] [--memory N] [--cpu-quota N] ... ID
+  events [--stats] [--interval 5s] ID
+  features   spec [--bundle DIR]    (checkpoint and restore: refused, no CRIU)
 
 Global options:
   --root DIR    where runtime state lives (default /run/minicontainer)
@@ -56,7 +59,8 @@ VERBS = {"run": "minicontainer.cli.run", "gc": "minicontainer.cli.gc",
 # Long-running containers and the OCI runtime interface: one module per verb.
 VERBS.update({verb: f"minicontainer.cli.{verb}" for verb in (
     "ps", "exec", "logs", "stop", "kill", "rm", "inspect",
-    "create", "start", "state", "delete", "features", "spec")})
+    "create", "start", "state", "delete", "features", "spec",
+    "pause", "resume", "update", "events", "checkpoint", "restore")})
 VERBS["list"] = "minicontainer.cli.ps"  # runc's name for it
 
 # --log / --log-format: where errors also go (runc's global options, which podman passes)
@@ -113,9 +117,12 @@ def _dispatch(args: list[str]) -> int:
             if manager not in ("cgroupfs", "disabled"):
                 raise UsageError(f"--cgroup-manager {manager}: only cgroupfs (minicontainer "
                                  "makes its own cgroup v2 per container) or disabled")
-        elif opt == "--systemd-cgroup":
-            raise UsageError("--systemd-cgroup is not supported: minicontainer manages its "
-                             "cgroups itself (use cgroup_manager = \"cgroupfs\" in podman)")
+        elif opt in ("--systemd-cgroup", "--systemd-cgroup=true"):
+            running = "systemd runs here, but " if os.path.isdir("/run/systemd/system") else \
+                "systemd is not running here, and "
+            raise UsageError(f"--systemd-cgroup is not supported: {running}minicontainer "
+                             "manages its cgroup v2 itself (use cgroupfs: podman's "
+                             "cgroup_manager = \"cgroupfs\", containerd's SystemdCgroup = false)")
         else:
             raise UsageError(f"unknown flag: {opt}")
     if not args:

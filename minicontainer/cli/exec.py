@@ -4,7 +4,10 @@
     exec --process P.json [--detach] [--pid-file F] [--console-socket S] ID   (OCI, as runc)
 
 Without --process the command gets the container's own environment, user, working directory,
-capabilities and no_new_privs (from its record), changed by the flags given.
+capabilities and no_new_privs (from its record), changed by the flags given (runc's too:
+--cwd, --env, --user, --cap CAP to add one, --tty, --no-new-privs). With --process the file
+says it all, as with runc. --process-label and --apparmor are refused unless empty: this
+runtime applies no SELinux label nor AppArmor profile.
 """
 from __future__ import annotations
 
@@ -28,18 +31,34 @@ def main(args: list[str], root: str | None) -> int:
     p.add_argument("--pid-file", help="write the new process's pid here")
     p.add_argument("--console-socket", help="OCI: send the pty master here")
     p.add_argument("--privileged", action="store_true", help="every capability")
+    p.add_argument("-c", "--cap", action="append", default=[],
+                   help="add this capability (CAP_NET_ADMIN), as runc exec --cap")
+    p.add_argument("--no-new-privs", action="store_true", help="set no_new_privs")
+    p.add_argument("--process-label", default="", help="SELinux label: refused unless empty")
+    p.add_argument("--apparmor", default="", help="AppArmor profile: refused unless empty")
     p.add_argument("container")
     p.add_argument("command", nargs=argparse.REMAINDER)
     opts = p.parse_args(args)
+    for flag, value in (("--process-label", opts.process_label), ("--apparmor", opts.apparmor)):
+        if value:
+            raise UsageError(f"exec {flag} {value}: not supported (minicontainer applies no "
+                             f"{'SELinux label' if flag == '--process-label' else 'AppArmor profile'})")
 
     container = store(root).lookup(opts.container)
     defaults = container.record.get("exec") or {}
-    from minicontainer.kernel import caps  # noqa: F401  (loaded before any setns)
+    from minicontainer.kernel import caps  # loaded before any setns
     from minicontainer.spec import Process, Security
 
     if opts.process:
         if opts.command:
             raise UsageError("exec: give the command in --process or on the line, not both")
+        given = [flag for flag, value in (("--env", opts.env), ("--user", opts.user),
+                                          ("--cwd", opts.workdir), ("--cap", opts.cap),
+                                          ("--no-new-privs", opts.no_new_privs),
+                                          ("--privileged", opts.privileged)) if value]
+        if given:
+            raise UsageError(f"exec: {', '.join(given)} with --process: put it in the "
+                             "process JSON (its fields say everything, as with runc)")
         import json
 
         from minicontainer import oci
@@ -67,9 +86,17 @@ def main(args: list[str], root: str | None) -> int:
             security = Security(capabilities=frozenset(all_names()), no_new_privs=False,
                                 privileged=True)
         else:
-            security = Security(capabilities=frozenset(defaults.get("capabilities", ())),
-                                no_new_privs=defaults.get("no_new_privs", True),
-                                privileged=defaults.get("privileged", False))
+            added = set()
+            for name in opts.cap:
+                try:
+                    cap = caps.normalize(name)
+                except ValueError as e:
+                    raise UsageError(f"exec --cap {name}: {e}") from None
+                added |= set(caps.all_names()) if cap == "all" else {cap}
+            security = Security(
+                capabilities=frozenset(defaults.get("capabilities", ())) | added,
+                no_new_privs=defaults.get("no_new_privs", True) or opts.no_new_privs,
+                privileged=defaults.get("privileged", False))
     if proc.terminal and opts.detach and not opts.console_socket:
         raise ContainerError("exec -d -t needs --console-socket: nobody would hold the pty")
     from minicontainer.runtime.exec import exec_in

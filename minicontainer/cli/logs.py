@@ -48,4 +48,4 @@ def main(args: list[str], root: str | None) -> int:
 
 
 def _running(container) -> bool:
-    return os.path.isdir(container.dir) and container.status() in ("created", "running")
+    return os.path.isdir(container.dir) and container.status() in ("created", "running", "paused")

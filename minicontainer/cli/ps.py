@@ -1,17 +1,41 @@
-"""`minicontainer ps [-a] [-q]`: the containers of this state root, as docker lists them."""
+"""`minicontainer ps`: two commands under one name, told apart by a container id.
+
+    ps [-a] [-q]                                    the containers of this state root, as
+                                                    docker lists them
+    ps [--format table|json] ID [-- PS_ARGS...]     runc's: the processes of one container
+                                                    (its cgroup); json: an array of host pids
+                                                    (containerd's `ctr task ps`, Docker's
+                                                    `top`); table: the host's `ps PS_ARGS`
+                                                    (default -ef) filtered to them
+"""
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 
 from minicontainer.cli._common import parser, store
+from minicontainer.errors import ContainerError, UsageError
 
 
 def main(args: list[str], root: str | None) -> int:
-    p = parser("ps", "[-a] [-q]", "List running containers (-a: stopped ones too).")
+    p = parser("ps", "[-a] [-q] | ps [--format table|json] ID [-- PS_ARGS...]",
+               "List running containers (-a: stopped ones too), or the processes of one.")
     p.add_argument("-a", "--all", action="store_true", help="show stopped containers too")
     p.add_argument("-q", "--quiet", action="store_true", help="only the ids")
+    p.add_argument("-f", "--format", choices=("table", "json"),
+                   help="with ID: how to print its processes (default table)")
+    p.add_argument("container", nargs="?", help="list this container's processes (runc's ps)")
+    p.add_argument("ps_args", nargs=argparse.REMAINDER, help="arguments for ps(1), after --")
     opts = p.parse_args(args)
+    if opts.container is not None:
+        if opts.all or opts.quiet:
+            raise UsageError("ps: -a and -q list containers; they take no container id")
+        ps_args = opts.ps_args[1:] if opts.ps_args[:1] == ["--"] else opts.ps_args
+        return processes(store(root).lookup(opts.container, exact=True), opts.format or "table",
+                         ps_args)
+    if opts.format:
+        raise UsageError("ps: --format lists the processes of a container: give its id")
     rows = []
     for c in store(root).containers():
         status = c.status()
@@ -21,7 +45,7 @@ def main(args: list[str], root: str | None) -> int:
             sys.stdout.write(c.id[:12] + "\n")
             continue
         rows.append((c.id[:12], c.name or "", str(c.record.get("pid") or "") if status in
-                     ("created", "running") else "", describe(c, status),
+                     ("created", "running", "paused") else "", describe(c, status),
                      _ago(c.record.get("created")), " ".join(c.record.get("command") or [])))
     if not opts.quiet:
         header = ("CONTAINER ID", "NAME", "PID", "STATUS", "CREATED", "COMMAND")
@@ -29,6 +53,42 @@ def main(args: list[str], root: str | None) -> int:
         for row in [header, *rows]:
             sys.stdout.write("  ".join(v.ljust(w) for v, w in zip(row, widths)) + "  " +
                              row[5][:60] + "\n")
+    return 0
+
+
+def processes(container, fmt: str, ps_args: list[str]) -> int:
+    """runc ps: the container's pids as JSON, or ps(1)'s lines for them under its header."""
+    from minicontainer.runtime import lifecycle
+
+    status = container.status()
+    if status not in ("created", "running", "paused"):
+        raise ContainerError(f'cannot list the processes of container "{container.id}": '
+                             f"it is {status}")
+    pids = lifecycle.pids(container)
+    if fmt == "json":
+        if ps_args:
+            raise UsageError("ps: --format json takes no ps arguments")
+        sys.stdout.write("[" + ",".join(map(str, pids)) + "]\n")
+        return 0
+    import subprocess
+
+    try:
+        out = subprocess.run(["ps", *(ps_args or ["-ef"])], capture_output=True, text=True)
+    except FileNotFoundError:
+        raise ContainerError("ps: the ps(1) command is not installed on this host") from None
+    if out.returncode != 0:
+        raise ContainerError(f"ps {' '.join(ps_args)} failed: {out.stderr.strip()}")
+    lines = out.stdout.splitlines()
+    header = lines[0].split() if lines else []
+    if "PID" not in header:
+        raise ContainerError(f"ps {' '.join(ps_args)}: no PID column in its output")
+    column = header.index("PID")
+    wanted = set(map(str, pids))
+    sys.stdout.write(lines[0] + "\n")
+    for line in lines[1:]:
+        fields = line.split()
+        if len(fields) > column and fields[column] in wanted:
+            sys.stdout.write(line + "\n")
     return 0
 
 

@@ -18,7 +18,7 @@ def oci_state(container) -> dict:
     r = container.record
     status = container.status()
     state = {"ociVersion": OCI_VERSION, "id": container.id, "status": status,
-             "pid": (r.get("pid") or 0) if status in ("created", "running") else 0,
+             "pid": (r.get("pid") or 0) if status in ("created", "running", "paused") else 0,
              "bundle": r.get("bundle") or "", "rootfs": r.get("rootfs") or "",
              "created": r.get("created"), "owner": ""}
     if r.get("annotations"):

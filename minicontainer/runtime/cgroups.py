@@ -68,7 +68,11 @@ def _limits(resources) -> dict[str, list[str]]:
 
 def check(spec) -> None:
     """Refuse, before anything starts, limits that cgroup v2 on this host cannot enforce."""
-    wanted = _limits(spec.resources)
+    check_resources(spec.resources)
+
+
+def check_resources(resources) -> None:
+    wanted = _limits(resources)
     if not wanted:
         return
     v2, v1 = _v2_mounts()
@@ -134,6 +138,31 @@ def create(spec, container) -> str | None:
     except CgroupError as e:
         raise ContainerError(str(e)) from None
     return path
+
+
+def update(path: str, resources) -> None:
+    """`update`: write new limits into a live container's cgroup, after refusing those this
+    host cannot enforce; the controllers are handed down from the root first."""
+    check_resources(resources)
+    need = set(_limits(resources))
+    v2, _ = _v2_mounts()
+    levels = []
+    level = os.path.dirname(path)
+    while level.startswith(v2) and level != os.path.dirname(level):
+        levels.insert(0, level)
+        if level == v2:
+            break
+        level = os.path.dirname(level)
+    try:
+        for level in levels:
+            missing = need - cgroupfs.subtree_control(level)
+            if missing:
+                cgroupfs.enable(level, missing)
+        swap = "memory" in need and os.path.exists(f"{path}/memory.swap.max")
+        for name, value in settings(resources, swap_accounting=swap):
+            cgroupfs.write(f"{path}/{name}", value)
+    except CgroupError as e:
+        raise ContainerError(str(e)) from None
 
 
 def _ensure_parent(v2: str, parent: str, need: set[str]) -> None:

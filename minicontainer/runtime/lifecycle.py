@@ -6,7 +6,8 @@ reused by some other process is never signalled. The OCI state machine, and what
 accepts (anything else is refused, with the state named, and nothing changed):
 
     creating --create done--> created --start--> running --init exits--> stopped
-    start: created          kill: created, running          delete: stopped (--force: any)
+    start: created          kill: created, running, paused  delete: stopped (--force: any)
+    pause: created, running --> paused --resume--> the status it was paused from
 """
 from __future__ import annotations
 
@@ -48,17 +49,17 @@ def kill(container, sig: int, all_processes: bool = False) -> None:
     """Send `sig` to the container's first process (or, with all_processes, to every process
     in its cgroup). Refused unless it is created or running."""
     status = container.status()
-    if status not in ("created", "running"):
+    if status not in ("created", "running", "paused"):
         raise ContainerError(f'cannot kill container "{container.id}": it is {status}')
-    if all_processes and _cgroup(container):
-        _signal_cgroup(_cgroup(container), sig)
+    if all_processes and cgroup_path(container):
+        _signal_cgroup(cgroup_path(container), sig)
         return
     signal_process(container.record["pid"], sig)
 
 
 def stop(container, timeout: float = 10.0) -> None:
     """docker stop: SIGTERM, then SIGKILL to all of it after `timeout` seconds."""
-    if container.status() not in ("created", "running"):
+    if container.status() not in ("created", "running", "paused"):
         return  # stopping a stopped container is no error, as with docker
     kill(container, 15)
     if not wait_stopped(container, timeout):
@@ -67,7 +68,7 @@ def stop(container, timeout: float = 10.0) -> None:
 
 def force_kill(container) -> None:
     """SIGKILL every process of the container, and wait for it to be gone."""
-    path = _cgroup(container)
+    path = cgroup_path(container)
     if path and os.path.isdir(path):
         cgroupfs.kill(path)
     if container.alive():
@@ -113,7 +114,50 @@ def delete(container, force: bool = False) -> None:
     container.remove()
 
 
-def _cgroup(container) -> str | None:
+def pause(container) -> None:
+    """Freeze every process of the container (cgroup v2's cgroup.freeze), as runc pause.
+    Returns once the kernel reports the whole cgroup frozen (cgroup.events)."""
+    status = container.status()
+    if status not in ("created", "running"):
+        raise ContainerError(f'cannot pause container "{container.id}": it is {status}')
+    _freeze(container, "pause", True)
+    container.update(status="paused", paused_from=status)
+
+
+def resume(container) -> None:
+    """Thaw a paused container; it goes back to the status it was paused from."""
+    status = container.status()
+    if status != "paused":
+        raise ContainerError(f'cannot resume container "{container.id}": it is {status}, '
+                             "not paused")
+    _freeze(container, "resume", False)
+    container.update(status=container.record.get("paused_from") or "running")
+
+
+def _freeze(container, verb: str, frozen: bool) -> None:
+    path = cgroup_path(container)
+    if not path or not os.path.exists(f"{path}/cgroup.freeze"):
+        raise ContainerError(f'cannot {verb} container "{container.id}": it has no cgroup v2 '
+                             "with cgroup.freeze (the freezer needs cgroup v2, Linux 5.2+)")
+    cgroupfs.write(f"{path}/cgroup.freeze", "1" if frozen else "0")
+    deadline = time.monotonic() + 10
+    while cgroupfs.keyed(f"{path}/cgroup.events").get("frozen", 0) != int(frozen):
+        if time.monotonic() > deadline:  # a task stuck in the kernel (D state) delays it
+            raise ContainerError(f'cannot {verb} container "{container.id}": {path} did not '
+                                 f"become {'frozen' if frozen else 'thawed'} within 10 s")
+        time.sleep(0.005)
+
+
+def pids(container) -> list[int]:
+    """Every process of the container, as host pids (its cgroup's, sub-cgroups included);
+    without a cgroup, its first process alone."""
+    path = cgroup_path(container)
+    if path and os.path.isdir(path):
+        return _cgroup_pids(path)
+    return [container.record["pid"]] if container.alive() else []
+
+
+def cgroup_path(container) -> str | None:
     for kind, value in container.owned():
         if kind == "cgroup":
             return value

@@ -155,10 +155,10 @@ class Container:
         return start is not None and start == r.get("pid_start") and not _is_zombie(r["pid"])
 
     def status(self) -> str:
-        """creating, created, running or stopped, reconciled with the kernel: a container whose
-        process has died while nothing watched reads as stopped."""
+        """creating, created, running, paused or stopped, reconciled with the kernel: a
+        container whose process has died while nothing watched reads as stopped."""
         status = self.record.get("status", "running")
-        if status in ("created", "running") and self.record.get("pid") and not self.alive():
+        if status in ("created", "running", "paused") and self.record.get("pid") and not self.alive():
             return "stopped"
         return status
 
