@@ -13,13 +13,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 
 import pytest
 
-from conftest import REPO
+from test_clients import runtime_wrapper
 
 CONTAINERS_CONF = """\
 [containers]
@@ -92,13 +91,7 @@ def podman(rootfs, state_root):
                 f'graphroot = "{work}/root"\n')
     # The runtime podman calls: this checkout's minicontainer, by absolute path, with the
     # session's state root (podman's --runtime-flag does not reach its cleanup process).
-    runtime = f"{work}/minicontainer"
-    with open(runtime, "w") as f:
-        f.write(f"#!{sys.executable} -S\nimport os, sys\n"
-                f"os.environ['MINICONTAINER_ROOT'] = {state_root!r}\nsys.path[:0] = [{REPO!r}] + "
-                f"{[p for p in sys.path if 'site-packages' in p]!r}\n"
-                "from minicontainer.cli import entry\nentry()\n")
-    os.chmod(runtime, 0o755)
+    runtime = runtime_wrapper(f"{work}/minicontainer", state_root)
     holder = subprocess.Popen(
         ["unshare", "--mount", "--propagation", "private", "sh", "-c",
          "mount -t tmpfs cgroupfs /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup "
