@@ -14,38 +14,26 @@ podman's conmon groups) are removed.
 The image: ./rootfs as a docker-save tarball (one layer tar, a config JSON with
 rootfs.diff_ids, manifest.json), which `docker load`, `podman load` and `ctr image import`
 all read. minicontainer is given to the clients as a runtime binary: a small script running
-this checkout with the venv's interpreter (runtime_wrapper).
+this checkout with the venv's interpreter. The set-up itself is shared with bench/clients.py:
+minicontainer/testing/clients.py.
 
 Scenarios blocked on OCI fields that minicontainer does not apply yet (issue 10) are expected
 failures for minicontainer only (KNOWN); runc must pass them all.
 """
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import os
-import shutil
 import subprocess
-import sys
-import tarfile
 import tempfile
 import time
 
 import pytest
 
-from conftest import REPO
+from minicontainer.testing.clients import (IMAGE, PARENTS, RUNC, Clients, docker_save_tarball,
+                                           ensure_packages, host_daemons, namespace_script,
+                                           runtime_wrapper)
 
-RUNC = "/usr/sbin/runc"
-DOCKER = "/usr/bin/docker"  # docker.io's CLI (another `docker` may come first on PATH)
-IMAGE = "localhost/busybox:latest"
-PACKAGES = {"dockerd": "docker.io", "containerd": "containerd", "ctr": "containerd",
-            "containerd-shim-runc-v2": "containerd", "podman": "podman", "conmon": "conmon",
-            "runc": "runc"}
-V2_HOST = "/sys/fs/cgroup/unified"
-# The cgroup parents each client is told to use (and podman's own for conmon)
-PARENTS = ("mctest-docker", "mctest", "mctest-podman", "libpod_parent")
-NAMESPACE = "mctest"  # containerd's namespace for ctr (its cgroups go under /mctest)
+V2_HOST = "/sys/fs/cgroup/unified"  # the namespace's /sys/fs/cgroup, seen from the host
 
 pytestmark = pytest.mark.parametrize("runtime", ["runc", "minicontainer"])
 
@@ -88,103 +76,6 @@ def _known_failures(request):
 
 # --- set-up ---------------------------------------------------------------------------------
 
-def _ensure_packages() -> None:
-    """Install the clients from Debian when missing. /usr/sbin/policy-rc.d (exit 101) keeps
-    their services from starting on the host; refuse to go on without it."""
-    missing = sorted({pkg for cmd, pkg in PACKAGES.items() if not shutil.which(cmd)})
-    if not missing:
-        return
-    with open("/usr/sbin/policy-rc.d") as f:
-        assert "exit 101" in f.read(), "policy-rc.d must keep package services from starting"
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(["apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y", "-qq",
-                    "--no-install-recommends", *missing], check=True, env=env,
-                   stdout=subprocess.DEVNULL)
-    assert not _host_daemons(), "a package started its service on the host"
-
-
-def _host_daemons() -> list[str]:
-    """dockerd or containerd processes in the host's own mount namespace."""
-    own = os.readlink("/proc/self/ns/mnt")
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/comm") as f:
-                comm = f.read().strip()
-            if comm in ("dockerd", "containerd") and os.readlink(f"/proc/{pid}/ns/mnt") == own:
-                found.append(f"{pid} {comm}")
-        except OSError:
-            continue
-    return found
-
-
-def runtime_wrapper(path: str, state_root: str | None = None) -> str:
-    """An executable at `path` that runs this checkout's minicontainer, as a client runs its
-    runtime binary (clients pass --root themselves, except podman's cleanup process)."""
-    env = f"os.environ['MINICONTAINER_ROOT'] = {state_root!r}\n" if state_root else ""
-    with open(path, "w") as f:
-        f.write(f"#!{sys.executable} -S\nimport os, sys\n{env}sys.path[:0] = [{REPO!r}] + "
-                f"{[p for p in sys.path if 'site-packages' in p]!r}\n"
-                "from minicontainer.cli import entry\nentry()\n")
-    os.chmod(path, 0o755)
-    return path
-
-
-def docker_save_tarball(rootfs: str, path: str) -> None:
-    """./rootfs as `docker save` writes an image: one layer, its config, the manifest."""
-    layer = path + ".layer"
-    subprocess.run(["tar", "--numeric-owner", "-C", rootfs, "-cf", layer, "."], check=True)
-    with open(layer, "rb") as f:
-        diff_id = "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
-    config = json.dumps({
-        "architecture": "amd64", "os": "linux", "created": "2026-01-01T00:00:00Z",
-        "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-                   "Cmd": ["sh"]},
-        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-        "history": [{"created": "2026-01-01T00:00:00Z", "created_by": "tests/test_clients.py"}],
-    }).encode()
-    config_name = hashlib.sha256(config).hexdigest() + ".json"
-    layer_dir = diff_id[7:]
-    manifest = json.dumps([{"Config": config_name, "RepoTags": [IMAGE],
-                            "Layers": [f"{layer_dir}/layer.tar"]}]).encode()
-    with tarfile.open(path, "w") as tar:
-        for name, data in ((config_name, config), ("manifest.json", manifest)):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-        tar.add(layer, arcname=f"{layer_dir}/layer.tar")
-    os.unlink(layer)
-
-
-class World:
-    """The namespace, the work directory, the image and the runtimes, shared by the clients."""
-
-    def __init__(self, work: str, holder: subprocess.Popen, state_root: str):
-        self.work, self.holder = work, holder
-        self.runtimes = {"runc": RUNC,
-                         "minicontainer": runtime_wrapper(f"{work}/minicontainer", state_root)}
-        self.image = f"{work}/busybox.tar"
-
-    def enter(self) -> list[str]:
-        return ["nsenter", "-t", str(self.holder.pid), "-m", "-n", "--"]
-
-    def call(self, args, timeout=120, env=None, **kwargs) -> subprocess.CompletedProcess:
-        kwargs.setdefault("capture_output", True)
-        kwargs.setdefault("text", True)
-        kwargs.setdefault("stdin", subprocess.DEVNULL)
-        return subprocess.run([*self.enter(), *args], timeout=timeout, env=env, **kwargs)
-
-    def daemon(self, name: str, args: list[str]) -> subprocess.Popen:
-        log = open(f"{self.work}/{name}.log", "w")
-        return subprocess.Popen([*self.enter(), *args], stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-
-    def log(self, name: str) -> str:
-        with open(f"{self.work}/{name}.log") as f:
-            return f.read()[-3000:]
-
-
 def _v2_children() -> set[str]:
     return {e.name for e in os.scandir(V2_HOST) if e.is_dir()}
 
@@ -199,176 +90,76 @@ def _remove_cgroup_tree(path: str) -> None:
 
 @pytest.fixture(scope="module")
 def world(rootfs, state_root):
-    _ensure_packages()
-    assert not _host_daemons(), "dockerd or containerd runs on the host"
+    """The namespace (a holder process sleeps in it), the work directory, the image, the
+    runtimes; the daemons are started by the fixtures of the clients that need them."""
+    ensure_packages()
+    assert not host_daemons(), "dockerd or containerd runs on the host"
     before = _v2_children()
     made_run_containerd = not os.path.exists("/run/containerd")
     os.makedirs("/run/containerd", exist_ok=True)  # a mount point, for the namespace's tmpfs
     work = tempfile.mkdtemp(prefix="mcc-", dir="/tmp")
     holder = subprocess.Popen(
         ["unshare", "--mount", "--net", "--propagation", "private", "sh", "-c",
-         "mount -t tmpfs cgroupfs /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup && "
-         "mount -t tmpfs -o mode=0711 containerd /run/containerd && ip link set lo up && "
-         "echo ready && exec sleep infinity"], stdout=subprocess.PIPE, text=True)
+         namespace_script("echo ready && exec sleep infinity")], stdout=subprocess.PIPE,
+        text=True)
+    clients = None
     try:
         assert holder.stdout.readline().strip() == "ready", "cannot make the namespace"
-        w = World(work, holder, state_root)
-        docker_save_tarball(rootfs, w.image)
-        yield w
+        clients = Clients(work, ["nsenter", "-t", str(holder.pid), "-m", "-n", "--"],
+                          {"runc": RUNC, "minicontainer": runtime_wrapper(
+                              f"{work}/minicontainer", state_root)})
+        docker_save_tarball(rootfs, clients.image)
+        yield clients
     finally:
+        if clients:
+            clients.stop()
         holder.kill()
         holder.wait()
-        for _ in range(50):  # the daemons' mounts go with the namespace; let it go
-            r = subprocess.run(["rm", "-rf", work], capture_output=True)
-            if r.returncode == 0:
+        for _ in range(50):  # the daemons' mounts went with the namespace; let it go
+            if subprocess.run(["rm", "-rf", work], capture_output=True).returncode == 0:
                 break
             time.sleep(0.2)
         if made_run_containerd:
             os.rmdir("/run/containerd")
         for name in (_v2_children() - before) & set(PARENTS):
             _remove_cgroup_tree(f"{V2_HOST}/{name}")
+    assert not host_daemons()
     assert not set(PARENTS) & (_v2_children() - before), "a client's cgroups were left behind"
-
-
-def _wait_for_socket(world: World, proc: subprocess.Popen, path: str, name: str) -> None:
-    deadline = time.monotonic() + 60
-    while not os.path.exists(path):
-        assert proc.poll() is None, f"{name} exited: {world.log(name)}"
-        assert time.monotonic() < deadline, f"{name} did not start: {world.log(name)}"
-        time.sleep(0.1)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @pytest.fixture(scope="module")
 def containerd(world):
-    d = f"{world.work}/containerd"
-    os.makedirs(d)
-    with open(f"{d}/config.toml", "w") as f:
-        f.write(f"""version = 2
-root = "{d}/root"
-state = "{d}/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "{d}/sock"
-[ttrpc]
-  address = "{d}/sock.ttrpc"
-[debug]
-  address = ""
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{d}/opt"
-""")
-    proc = world.daemon("containerd", ["containerd", "--config", f"{d}/config.toml"])
-    _wait_for_socket(world, proc, f"{d}/sock", "containerd")
-    yield f"{d}/sock"
-    _stop(proc)
-
-
-class Ctr:
-    def __init__(self, world: World, sock: str):
-        self.world, self.sock = world, sock
-
-    def __call__(self, *args, **kwargs):
-        return self.world.call(["ctr", "-a", self.sock, "-n", NAMESPACE, *args], **kwargs)
-
-    def runtime_flags(self, runtime: str) -> list[str]:
-        # --cpu-shares 0: ctr asks for cpu.weight by default, which nothing can set on this
-        # host's cgroup2 (no cpu controller), with runc as with minicontainer
-        return ["--runc-binary", self.world.runtimes[runtime], "--runc-root",
-                f"{self.world.work}/ctr-{runtime}", "--cpu-shares", "0"]
+    world.containerd()
 
 
 @pytest.fixture(scope="module")
 def ctr(world, containerd):
-    c = Ctr(world, containerd)
-    r = c("image", "import", world.image)
-    assert r.returncode == 0, r.stderr
+    c = world.ctr
+    ok(c("image", "import", world.image))
     yield c
-    for line in c("task", "ls", "-q").stdout.split():
-        c("task", "kill", "-s", "KILL", line)
-        c("task", "delete", "-f", line)
-    for line in c("container", "ls", "-q").stdout.split():
-        c("container", "delete", line)
-
-
-class Docker:
-    def __init__(self, world: World, sock: str):
-        self.world, self.sock = world, sock
-
-    def __call__(self, *args, **kwargs):
-        return self.world.call([DOCKER, "-H", f"unix://{self.sock}", *args], **kwargs)
+    for cid in c("task", "ls", "-q").stdout.split():
+        c("task", "kill", "-s", "KILL", cid)
+        c("task", "delete", "-f", cid)
+    for cid in c("container", "ls", "-q").stdout.split():
+        c("container", "delete", cid)
 
 
 @pytest.fixture(scope="module")
 def docker(world, containerd):
-    d = f"{world.work}/docker"
-    os.makedirs(d)
-    with open(f"{d}/daemon.json", "w") as f:
-        f.write("{}")
-    proc = world.daemon("dockerd", [
-        "dockerd", "--config-file", f"{d}/daemon.json", "--data-root", f"{d}/data",
-        "--exec-root", f"{d}/exec", "--pidfile", f"{d}/pid", "-H", f"unix://{d}/sock",
-        "--containerd", containerd, "--containerd-namespace", "mctest-moby",
-        "--iptables=false", "--ip6tables=false", "--bridge=none", "--cgroup-parent",
-        "/mctest-docker", "--storage-driver", "overlay2",
-        "--add-runtime", f"minicontainer={world.runtimes['minicontainer']}"])
-    _wait_for_socket(world, proc, f"{d}/sock", "dockerd")
-    dk = Docker(world, f"{d}/sock")
-    r = dk("load", "-i", world.image)
-    assert r.returncode == 0, r.stderr
-    yield dk
-    ids = dk("ps", "-aq").stdout.split()
+    world.dockerd()
+    d = world.docker
+    ok(d("load", "-i", world.image))
+    yield d
+    ids = d("ps", "-aq").stdout.split()
     if ids:
-        dk("rm", "-f", *ids)
-    _stop(proc)
-
-
-PODMAN_CONF = """\
-# podman's stock configuration, but for this host's needs: its hard RLIMIT_NOFILE is 20000,
-# its cgroup2 has no pids controller, and systemd (journald) is absent
-[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
-pids_limit = 0
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-runtime_supports_json = ["minicontainer"]
-"""
-
-
-class Podman:
-    def __init__(self, world: World):
-        self.world = world
-        d = f"{world.work}/podman"
-        self.env = dict(os.environ, CONTAINERS_CONF=f"{d}/containers.conf",
-                        CONTAINERS_STORAGE_CONF=f"{d}/storage.conf")
-        self.prefix = ["podman", "--root", f"{d}/root", "--runroot", f"{d}/runroot",
-                       "--tmpdir", f"{d}/tmp"]
-
-    def __call__(self, *args, runtime=None, **kwargs):
-        flags = ["--runtime", self.world.runtimes[runtime]] if runtime else []
-        return self.world.call([*self.prefix, *flags, *args], env=self.env, **kwargs)
+        d("rm", "-f", *ids)
 
 
 @pytest.fixture(scope="module")
 def podman(world):
-    d = f"{world.work}/podman"
-    os.makedirs(d)
-    with open(f"{d}/containers.conf", "w") as f:
-        f.write(PODMAN_CONF)
-    with open(f"{d}/storage.conf", "w") as f:
-        f.write(f'[storage]\ndriver = "overlay"\nrunroot = "{d}/runroot"\n'
-                f'graphroot = "{d}/root"\n')
-    pm = Podman(world)
-    r = pm("load", "-i", world.image)
-    assert r.returncode == 0, r.stderr
+    world.podman_setup()
+    pm = world.podman
+    ok(pm("load", "-i", world.image))
     yield pm
     pm("rm", "-af", "-t", "0")
 

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from test_clients import runtime_wrapper
+from minicontainer.testing.clients import runtime_wrapper
 
 CONTAINERS_CONF = """\
 [containers]
