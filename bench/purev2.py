@@ -16,16 +16,23 @@ import sys
 MARK = "MC_BENCH_IN_NS"
 
 
-def enter() -> None:
-    """Re-exec the running script in that namespace (a no-op once inside)."""
+def enter(net: bool = False, setup: str = "") -> None:
+    """Re-exec the running script in that namespace (a no-op once inside). net: in a new
+    network namespace too, with lo up (for clients that would touch host networking);
+    setup: more shell commands to run there first (private mounts)."""
     if os.environ.get(MARK):
         return
     v2 = "mount -t tmpfs cgroupfs /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup"
     if _cgroup2_is_root():
         v2 = "true"
+    if net:
+        v2 += " && ip link set lo up"
+    if setup:
+        v2 += f" && {setup}"
     os.environ[MARK] = "1"
-    os.execvp("unshare", ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                          f'{v2} && exec "$0" "$@"', sys.executable, *sys.argv])
+    os.execvp("unshare", ["unshare", "--mount", *(["--net"] if net else []), "--propagation",
+                          "private", "sh", "-c", f'{v2} && exec "$0" "$@"', sys.executable,
+                          *sys.argv])
 
 
 def _cgroup2_is_root() -> bool:

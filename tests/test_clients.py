@@ -29,8 +29,9 @@ import time
 
 import pytest
 
-from minicontainer.testing.clients import (IMAGE, PARENTS, RUNC, Clients, docker_save_tarball,
-                                           ensure_packages, host_daemons, namespace_script,
+from minicontainer.testing.clients import (IMAGE, RUNC, Clients, cgroup_children,
+                                           docker_save_tarball, ensure_packages, host_daemons,
+                                           namespace_script, remove_client_cgroups,
                                            runtime_wrapper)
 
 V2_HOST = "/sys/fs/cgroup/unified"  # the namespace's /sys/fs/cgroup, seen from the host
@@ -76,25 +77,13 @@ def _known_failures(request):
 
 # --- set-up ---------------------------------------------------------------------------------
 
-def _v2_children() -> set[str]:
-    return {e.name for e in os.scandir(V2_HOST) if e.is_dir()}
-
-
-def _remove_cgroup_tree(path: str) -> None:
-    for directory, _, _ in sorted(os.walk(path), key=lambda w: -len(w[0])):
-        try:
-            os.rmdir(directory)
-        except OSError:
-            pass
-
-
 @pytest.fixture(scope="module")
 def world(rootfs, state_root):
     """The namespace (a holder process sleeps in it), the work directory, the image, the
     runtimes; the daemons are started by the fixtures of the clients that need them."""
     ensure_packages()
     assert not host_daemons(), "dockerd or containerd runs on the host"
-    before = _v2_children()
+    before = cgroup_children(V2_HOST)
     made_run_containerd = not os.path.exists("/run/containerd")
     os.makedirs("/run/containerd", exist_ok=True)  # a mount point, for the namespace's tmpfs
     work = tempfile.mkdtemp(prefix="mcc-", dir="/tmp")
@@ -121,10 +110,9 @@ def world(rootfs, state_root):
             time.sleep(0.2)
         if made_run_containerd:
             os.rmdir("/run/containerd")
-        for name in (_v2_children() - before) & set(PARENTS):
-            _remove_cgroup_tree(f"{V2_HOST}/{name}")
+        left = remove_client_cgroups(V2_HOST, before)
     assert not host_daemons()
-    assert not set(PARENTS) & (_v2_children() - before), "a client's cgroups were left behind"
+    assert not left, f"the clients' cgroups were left behind: {left}"
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ process is already inside one, as the benchmark is). That place must have a cgro
 and its own network namespace; see namespace_script().
 
     ensure_packages()                  the clients from Debian, when missing
+    remove_client_cgroups(root, before) what they leave in the cgroup2 root
     runtime_wrapper(path, state_root)  this checkout's minicontainer as a runtime binary
     docker_save_tarball(rootfs, path)  the image every client loads
     Clients(work, enter, runtimes)     .containerd() .dockerd() .ctr .docker .podman, .stop()
@@ -56,6 +57,23 @@ def namespace_script(then: str) -> str:
     return ("mount -t tmpfs cgroupfs /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup "
             "&& mount -t tmpfs -o mode=0711 containerd /run/containerd && ip link set lo up "
             f"&& {then}")
+
+
+def cgroup_children(root: str) -> set[str]:
+    return {e.name for e in os.scandir(root) if e.is_dir()}
+
+
+def remove_client_cgroups(root: str, before: set[str]) -> list[str]:
+    """Remove from the cgroup2 hierarchy at `root` the parents the clients made (PARENTS not
+    in `before`), deepest first; a cgroup still in use stays. Returns what is left."""
+    left = []
+    for name in (cgroup_children(root) - before) & set(PARENTS):
+        for directory, _, _ in sorted(os.walk(f"{root}/{name}"), key=lambda w: -len(w[0])):
+            try:
+                os.rmdir(directory)
+            except OSError:
+                left.append(directory)
+    return left
 
 
 def ensure_packages() -> None:
