@@ -39,10 +39,11 @@ def main(args: list[str], root: str | None) -> int:
     p.add_argument("container")
     p.add_argument("command", nargs=argparse.REMAINDER)
     opts = p.parse_args(args)
-    for flag, value in (("--process-label", opts.process_label), ("--apparmor", opts.apparmor)):
+    for flag, value, what in (("--process-label", opts.process_label, "SELinux label"),
+                              ("--apparmor", opts.apparmor, "AppArmor profile")):
         if value:
             raise UsageError(f"exec {flag} {value}: not supported (minicontainer applies no "
-                             f"{'SELinux label' if flag == '--process-label' else 'AppArmor profile'})")
+                             f"{what})")
 
     container = store(root).lookup(opts.container)
     defaults = container.record.get("exec") or {}

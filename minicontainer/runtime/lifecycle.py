@@ -47,7 +47,7 @@ def start(container) -> None:
 
 def kill(container, sig: int, all_processes: bool = False) -> None:
     """Send `sig` to the container's first process (or, with all_processes, to every process
-    in its cgroup). Refused unless it is created or running."""
+    in its cgroup). Refused unless it is created, running or paused."""
     status = container.status()
     if status not in ("created", "running", "paused"):
         raise ContainerError(f'cannot kill container "{container.id}": it is {status}')

@@ -158,7 +158,8 @@ class Container:
         """creating, created, running, paused or stopped, reconciled with the kernel: a
         container whose process has died while nothing watched reads as stopped."""
         status = self.record.get("status", "running")
-        if status in ("created", "running", "paused") and self.record.get("pid") and not self.alive():
+        if status in ("created", "running", "paused") and self.record.get("pid") and \
+                not self.alive():
             return "stopped"
         return status
 
