@@ -3,8 +3,9 @@
     parent (the runtime)                        child (joins the container)
     setns(pid namespace of the container)
     clone3 into the container's cgroup   ──>    born in its pid namespace and cgroup
-                                                setns: cgroup, ipc, uts, net, then mnt
-                                                (which makes the container's root our /)
+                                                setns: cgroup, ipc, uts, net, then mnt,
+                                                chroot to the container's root (its first
+                                                process's /proc/PID/root)
                                                 -t: a pty from the container's devpts
                                                 user, env, rlimits, caps, no_new_privs
     read the error pipe  <── one line / EOF ──  execve
@@ -38,6 +39,10 @@ def exec_in(container, proc, security, detach: bool = False, pid_file: str | Non
         raise ContainerError(f'cannot exec in container "{container.id}": it is {status}')
     pid = container.record["pid"]
     namespaces = _namespace_fds(pid)
+    # The container's root as its first process has it: after chroot (create --no-pivot, run
+    # --chroot) the mount namespace's own root is still the host's tree, and setns(mnt)
+    # alone would land the new process there.
+    root_fd = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     cgroup = next((v for k, v in container.owned() if k == "cgroup"), None)
     cgroup_fd = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) \
         if cgroup and os.path.isdir(cgroup) else -1
@@ -50,9 +55,9 @@ def exec_in(container, proc, security, detach: bool = False, pid_file: str | Non
     child = syscalls.fork(0, cgroup_fd)
     if child == 0:
         os.close(err_r)
-        _child(proc, security, namespaces, hostname, winsize, err_w, channel)
+        _child(proc, security, namespaces, root_fd, hostname, winsize, err_w, channel)
     os.close(err_w)
-    for fd in list(namespaces.values()) + ([cgroup_fd] if cgroup_fd >= 0 else []):
+    for fd in [*namespaces.values(), root_fd] + ([cgroup_fd] if cgroup_fd >= 0 else []):
         os.close(fd)
     try:
         master = channel.receive() if channel else None
@@ -98,13 +103,16 @@ def _namespace_fds(pid: int) -> dict[str, int]:
     return fds
 
 
-def _child(proc, security, namespaces, hostname, winsize, err_w, channel) -> None:
+def _child(proc, security, namespaces, root_fd, hostname, winsize, err_w, channel) -> None:
     """Never returns: joins, drops privileges, execs (or reports why not and exits)."""
     try:
         for ns in JOIN_ORDER:
             if ns in namespaces:
                 syscalls.setns(namespaces[ns], syscalls.NAMESPACE_FLAGS[ns])
                 os.close(namespaces[ns])
+        os.fchdir(root_fd)  # into the container's root (a no-op change after pivot_root)
+        os.chroot(".")
+        os.close(root_fd)
         if not proc.interactive and not proc.terminal:
             null = os.open("/dev/null", os.O_RDONLY)
             os.dup2(null, 0)
