@@ -252,12 +252,16 @@ def test_events_stats_from_the_cgroup(mc, mc_cmd, rootfs, tmp_path):
         # the stream: a stats event every interval until the container stops
         stream = subprocess.Popen([*mc_cmd, "events", "--interval", "100ms", "e1"],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        first = json.loads(stream.stdout.readline())
-        second = json.loads(stream.stdout.readline())
-        assert first["type"] == second["type"] == "stats"
-        assert mc("kill", "e1", "KILL").returncode == 0
-        out, err = stream.communicate(timeout=10)
-        assert stream.returncode == 0, err
+        try:
+            first = json.loads(stream.stdout.readline())
+            second = json.loads(stream.stdout.readline())
+            assert first["type"] == second["type"] == "stats"
+            assert mc("kill", "e1", "KILL").returncode == 0
+            out, err = stream.communicate(timeout=10)  # it ends when the container stops
+            assert stream.returncode == 0, err
+        finally:
+            stream.kill()
+            stream.wait()
         r = mc("events", "--stats", "e1")
         assert r.returncode == 125 and "is not running" in r.stderr
     finally:
@@ -320,12 +324,21 @@ def test_exec_runc_flags(mc, mc_cmd, rootfs, tmp_path):
 
 
 def test_create_no_pivot_chroots(mc, mc_cmd, rootfs, tmp_path):
-    bundle = make_bundle(tmp_path, rootfs, ["ls", "/bin/busybox"])
-    out = tmp_path / "out"
-    with open(out, "w") as f:
-        r = oci_create(mc_cmd, tmp_path, "--bundle", bundle, "--no-pivot", "np", stdout=f)
-    assert r.returncode == 0, r.stderr
-    assert mc("start", "np").returncode == 0
-    assert wait_for(lambda: state(mc, "np")["status"] == "stopped")
-    assert out.read_text() == "/bin/busybox\n"
-    assert mc("delete", "np").returncode == 0
+    """With pivot_root the container's root is the root of its mount namespace (/proc/PID/root
+    reads "/"); with --no-pivot it is a chroot into a directory of that namespace, whose root
+    is still the host's tree: exec must land in the container's root all the same."""
+    bundle = make_bundle(tmp_path, rootfs, ["sleep", "1000"])
+    host_only = sorted(set(os.listdir("/")) - set(os.listdir(rootfs)))[0]
+    for flags, chrooted in (([], False), (["--no-pivot"], True)):
+        r = oci_create(mc_cmd, tmp_path, "--bundle", bundle, *flags, "np")
+        assert r.returncode == 0, r.stderr
+        try:
+            assert mc("start", "np").returncode == 0
+            root = os.readlink(f"/proc/{state(mc, 'np')['pid']}/root")
+            assert (root != "/") == chrooted, (flags, root)
+            r = mc("exec", "np", "ls", "/bin/busybox")
+            assert r.stdout == "/bin/busybox\n", r.stderr
+            r = mc("exec", "np", "ls", "-d", f"/{host_only}")
+            assert r.returncode == 1 and "No such file or directory" in r.stderr, r.stdout
+        finally:
+            assert mc("delete", "--force", "np").returncode == 0
