@@ -23,16 +23,39 @@ NAMESPACES = {"pid": "pid", "network": "net", "ipc": "ipc", "uts": "uts", "mount
               "cgroup": "cgroup"}
 JOINABLE = {"net", "ipc", "uts", "cgroup"}
 
-# The mounts minicontainer makes itself (runtime/rootfs.py mount_system), with the same
-# options runc's default spec gives them: an OCI mount of one of these is met by ours.
-SYSTEM_MOUNTS = {"/proc": "proc", "/dev": "tmpfs", "/dev/pts": "devpts", "/dev/shm": "tmpfs",
-                 "/dev/mqueue": "mqueue", "/sys": "sysfs", "/sys/fs/cgroup": "cgroup"}
-
-MOUNT_FLAGS = {"nosuid": "MS_NOSUID", "nodev": "MS_NODEV", "noexec": "MS_NOEXEC"}
-# Options that change nothing here: propagation (every container mount is private to the
-# container's own mount namespace anyway), and the defaults
-NEUTRAL_OPTIONS = {"bind", "rbind", "rw", "private", "rprivate", "slave", "rslave", "suid",
-                   "dev", "exec", "relatime", "norelatime", "strictatime", "defaults", "z", "Z"}
+# config.json mount options (runc's set): the MS_* flag each sets (by name in
+# kernel/syscalls.py), or None for the ones that are the default anyway. rw, suid, dev and
+# exec leave a bind's source flags as they are; atime, diratime, norelatime, nostrictatime
+# set nothing (the kernel's default is relatime)
+MOUNT_FLAGS = {"ro": "MS_RDONLY", "nosuid": "MS_NOSUID", "nodev": "MS_NODEV",
+               "noexec": "MS_NOEXEC", "noatime": "MS_NOATIME", "nodiratime": "MS_NODIRATIME",
+               "relatime": "MS_RELATIME", "strictatime": "MS_STRICTATIME",
+               "rw": None, "suid": None, "dev": None, "exec": None, "atime": None,
+               "diratime": None, "norelatime": None, "nostrictatime": None, "defaults": None,
+               # SELinux relabelling: the engine's job before it calls the runtime
+               "z": None, "Z": None}
+# Propagation, applied after the mount (and to / for linux.rootfsPropagation)
+PROPAGATION = {"shared": "MS_SHARED", "slave": "MS_SLAVE", "private": "MS_PRIVATE",
+               "unbindable": "MS_UNBINDABLE"}
+# Mount types and their kernel filesystem; "cgroup" (v1) becomes cgroup2, as runc mounts it
+# on a cgroup2-only host: minicontainer's containers live in cgroup2 only
+MOUNT_TYPES = {"tmpfs": "tmpfs", "proc": "proc", "sysfs": "sysfs", "devpts": "devpts",
+               "mqueue": "mqueue", "cgroup": "cgroup2", "cgroup2": "cgroup2"}
+# Option words that are the filesystem's own data, not mount flags (runc passes any
+# unknown word on as data; here only these, so that a typo is refused, not ignored)
+DATA_WORDS = {"devpts": {"newinstance"},
+              "cgroup2": {"nsdelegate", "memory_recursiveprot", "favordynmods"}}
+# What may be mounted under /proc (runc's checkProcMount): proc itself at /proc, and binds
+# over these files (lxcfs); anything else there could hide what the runtime writes to
+# (/proc/sys, /proc/self) behind a file of the config's choosing
+PROC_BINDS = {"/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat",
+              "/proc/swaps", "/proc/uptime", "/proc/loadavg", "/proc/slabinfo",
+              "/proc/net/dev", "/proc/sys/kernel/ns_last_pid"}
+# linux.sysctl keys that belong to a namespace (runc's validator): the ipc namespace's, and
+# which namespace the rest need; anything else is the host kernel's and refused
+IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
+               "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"}
+UTS_SYSCTLS = {"kernel.hostname", "kernel.domainname"}
 
 # Linux's numbering (the resource module lacks some of these names)
 RLIMITS = {f"RLIMIT_{n}": i for i, n in enumerate((
@@ -89,8 +112,10 @@ def to_spec(config: dict, bundle: str, cid: str, no_pivot: bool = False) -> Cont
                "(--cgroups=disabled) so that it sends none")
     if linux.get("uidMappings") or linux.get("gidMappings"):
         refuse("linux.uidMappings/gidMappings", "user namespaces are not implemented yet")
-    if linux.get("rootfsPropagation") not in (None, "", "private", "rprivate", "slave", "rslave"):
-        refuse("linux.rootfsPropagation", f"{linux['rootfsPropagation']!r}: only private/slave")
+    rootfs_propagation = _propagation(linux.get("rootfsPropagation") or "")
+    if linux.get("rootfsPropagation") and not rootfs_propagation:
+        refuse("linux.rootfsPropagation", f"{linux['rootfsPropagation']!r}: not one of "
+               "shared, slave, private, unbindable (or their r* forms)")
 
     root = config.get("root") or {}
     if not root.get("path"):
@@ -98,6 +123,8 @@ def to_spec(config: dict, bundle: str, cid: str, no_pivot: bool = False) -> Cont
     root_path = os.path.normpath(os.path.join(bundle, root["path"]))
 
     namespaces, paths = _namespaces(linux.get("namespaces") or [])
+    sysctl = {k: str(v) for k, v in (linux.get("sysctl") or {}).items()}
+    check_sysctl(sysctl, own_namespaces(namespaces, paths))
     hostname = config.get("hostname") or None
     if hostname and "uts" not in namespaces:
         raise ContainerError("config.json: hostname needs a new uts namespace")
@@ -110,12 +137,13 @@ def to_spec(config: dict, bundle: str, cid: str, no_pivot: bool = False) -> Cont
         security.capabilities = frozenset(security.capabilities - {"mknod"})
     mounts = _mounts(config.get("mounts") or [], bundle, deny_all)
     spec = ContainerSpec(
-        root=Root(path=root_path, readonly=bool(root.get("readonly")), pivot_root=not no_pivot),
+        root=Root(path=root_path, readonly=bool(root.get("readonly")), pivot_root=not no_pivot,
+                  overlay=False),
         process=process, hostname=hostname or (cid[:12] if "uts" in namespaces else None),
         mounts=mounts, namespaces=tuple(namespaces), security=security,
         network="none" if "net" in namespaces else "host", namespace_paths=paths,
         resources=_resources(linux.get("resources") or {}), devices=devices,
-        sysctl={k: str(v) for k, v in (linux.get("sysctl") or {}).items()},
+        sysctl=sysctl, system_mounts=False, rootfs_propagation=rootfs_propagation,
         masked_paths=tuple(linux.get("maskedPaths") or ()),
         readonly_paths=tuple(linux.get("readonlyPaths") or ()))
     if "mnt" not in namespaces:
@@ -238,45 +266,102 @@ def _devices(linux: dict) -> tuple[list, bool]:
 
 
 def _mounts(entries, bundle: str, deny_devices: bool) -> list[Mount]:
+    """config.json mounts, every one, in order (runtime/rootfs.mount_user_mounts mounts them
+    with each destination resolved inside the root)."""
+    out = [parse_mount(m, bundle) for m in entries]
+    for m in out:
+        if m.kind == "bind" and deny_devices and _is_device(m.source):
+            refuse(f"mount {m.target}", f"{m.source} is a device node: the device allowlist "
+                   "denies it and no device cgroup would enforce that")
+    return out
+
+
+def parse_mount(m: dict, bundle: str) -> Mount:
+    """One config.json mount -> Mount, as runc reads it: type bind (or any type with a bind or
+    rbind option) binds `source` (relative to the bundle); the filesystem types take their
+    `key=value` options as data; flags and propagation from the option words. An unknown type
+    or option is refused, naming it."""
+    raw = m.get("destination") or ""
+    if not raw.startswith("/") or os.path.normpath(raw) == "/":
+        raise ContainerError(f"config.json: mount destination {raw!r} must be absolute and "
+                             "not /")
+    dest = os.path.normpath(raw)
+    options = list(m.get("options") or [])
+    kind = m.get("type") or ""
+    if "bind" in options or "rbind" in options or kind == "bind":
+        kind = "bind"
+    elif kind not in MOUNT_TYPES:
+        refuse(f"mount {dest} of type {kind!r}", "only bind, tmpfs, proc, sysfs, devpts, "
+               "mqueue, cgroup and cgroup2 mounts")
+    if dest == "/proc" and kind != "proc" or dest.startswith("/proc/") and not (
+            kind == "bind" and dest in PROC_BINDS):
+        refuse(f"mount {dest} of type {kind!r}", "under /proc only proc itself at /proc and "
+               "binds over " + ", ".join(sorted(PROC_BINDS)) + " (as runc)")
     from minicontainer.kernel import syscalls
 
-    out = []
-    for m in entries:
-        dest = os.path.normpath(m.get("destination") or "")
-        kind = m.get("type") or ("bind" if "bind" in (m.get("options") or []) or
-                                 "rbind" in (m.get("options") or []) else "")
-        options = list(m.get("options") or [])
-        if SYSTEM_MOUNTS.get(dest) in (kind, "cgroup" if kind == "cgroup2" else None) and \
-                not (dest == "/dev/shm" and kind == "bind"):
-            continue  # met by mount_system
-        if not dest.startswith("/") or dest == "/":
-            raise ContainerError(f"config.json: mount destination {dest!r} must be absolute")
-        flags, data, readonly = 0, [], False
-        for o in options:
-            if o == "ro":
-                readonly = True
-            elif o in MOUNT_FLAGS:
-                flags |= getattr(syscalls, MOUNT_FLAGS[o])
-            elif o in NEUTRAL_OPTIONS:
-                continue
-            elif kind == "tmpfs" and "=" in o:
-                data.append(o)
-            else:
-                refuse(f"mount {dest} option {o!r}", "unknown or unimplemented mount option")
-        if kind == "bind":
-            source = os.path.normpath(os.path.join(bundle, m.get("source") or ""))
-            if deny_devices and _is_device(source):
-                refuse(f"mount {dest}", f"{source} is a device node: the device allowlist "
-                       "denies it and no device cgroup would enforce that")
-            out.append(Mount(kind="bind", source=source, target=dest, readonly=readonly,
-                             flags=flags))
-        elif kind == "tmpfs":
-            out.append(Mount(kind="tmpfs", source="tmpfs", target=dest, readonly=readonly,
-                             options=",".join(data) or "mode=1777", flags=flags))
+    flags, propagation, data = 0, 0, []
+    for o in options:
+        if o in MOUNT_FLAGS:
+            flags |= getattr(syscalls, MOUNT_FLAGS[o]) if MOUNT_FLAGS[o] else 0
+        elif _propagation(o):
+            propagation = _propagation(o)
+        elif o in ("bind", "rbind") and kind == "bind":
+            continue
+        elif kind != "bind" and ("=" in o or o in DATA_WORDS.get(kind, ())):
+            data.append(o)
         else:
-            refuse(f"mount {dest} of type {kind!r}", "only bind and tmpfs mounts (plus the "
-                   "standard /proc, /dev, /sys ones, which minicontainer makes itself)")
-    return out
+            refuse(f"mount {dest} option {o!r}", "unknown or unimplemented mount option")
+    if kind == "bind":
+        return Mount(kind="bind", source=os.path.normpath(os.path.join(bundle, m.get("source")
+                                                                       or "")),
+                     target=dest, flags=flags, recursive="rbind" in options,
+                     propagation=propagation)
+    return Mount(kind=MOUNT_TYPES[kind], source=m.get("source") or kind, target=dest,
+                 flags=flags, options=",".join(data), propagation=propagation)
+
+
+def _propagation(option: str) -> int:
+    """'rshared' -> MS_SHARED | MS_REC, 'slave' -> MS_SLAVE, ...; 0 for anything else."""
+    from minicontainer.kernel import syscalls
+
+    name = option[1:] if option[:1] == "r" and option[1:] in PROPAGATION else option
+    if name not in PROPAGATION:
+        return 0
+    return getattr(syscalls, PROPAGATION[name]) | (syscalls.MS_REC if name != option else 0)
+
+
+def own_namespaces(new, paths: dict) -> set[str]:
+    """The namespaces the container has to itself: new ones, and joined ones that are not
+    the runtime's (the host's) own."""
+    own = set(new)
+    for ns, path in paths.items():
+        try:
+            if os.stat(path).st_ino != os.stat(f"/proc/self/ns/{ns}").st_ino:
+                own.add(ns)
+        except OSError:
+            own.add(ns)  # joining it will fail and say so
+    return own
+
+
+def check_sysctl(sysctl: dict, own: set[str]) -> None:
+    """Only keys that a namespace of the container's own holds (runc's validator), written
+    under /proc/sys and nowhere else: refused, naming the key, before anything is made."""
+    for key in sysctl:
+        parts = key.split(".")
+        if "/" in key or "\0" in key or not all(parts) or ".." in parts:
+            refuse(f"linux.sysctl {key!r}", "not a sysctl name (dots between non-empty parts, "
+                   "no /)")
+        if key in IPC_SYSCTLS or key.startswith("fs.mqueue."):
+            need = "ipc"
+        elif key.startswith("net."):
+            need = "net"
+        elif key in UTS_SYSCTLS:
+            need = "uts"
+        else:
+            refuse(f"linux.sysctl {key}", "not in a namespace of the container's own: it "
+                   "would change the host's kernel")
+        if need not in own:
+            refuse(f"linux.sysctl {key}", f"the container shares the host's {need} namespace")
 
 
 def _is_device(path: str) -> bool:
@@ -350,10 +435,17 @@ def default_config(rootfs_path: str = "rootfs") -> dict:
                     "noNewPrivileges": True},
         "root": {"path": rootfs_path, "readonly": True},
         "hostname": "minicontainer",
-        "mounts": [{"destination": d, "type": t, "source": t} for d, t in (
-            ("/proc", "proc"), ("/dev", "tmpfs"), ("/dev/pts", "devpts"),
-            ("/dev/shm", "tmpfs"), ("/dev/mqueue", "mqueue"), ("/sys", "sysfs"),
-            ("/sys/fs/cgroup", "cgroup"))],
+        "mounts": [{"destination": d, "type": t, "source": src, "options": o} for d, t, src, o in (
+            ("/proc", "proc", "proc", []),
+            ("/dev", "tmpfs", "tmpfs", ["nosuid", "strictatime", "mode=755", "size=65536k"]),
+            ("/dev/pts", "devpts", "devpts", ["nosuid", "noexec", "newinstance",
+                                              "ptmxmode=0666", "mode=0620", "gid=5"]),
+            ("/dev/shm", "tmpfs", "shm", ["nosuid", "noexec", "nodev", "mode=1777",
+                                          "size=65536k"]),
+            ("/dev/mqueue", "mqueue", "mqueue", ["nosuid", "noexec", "nodev"]),
+            ("/sys", "sysfs", "sysfs", ["nosuid", "noexec", "nodev", "ro"]),
+            ("/sys/fs/cgroup", "cgroup", "cgroup", ["nosuid", "noexec", "nodev", "relatime",
+                                                    "ro"]))],
         "linux": {"resources": {"devices": [{"allow": False, "access": "rwm"}]},
                   "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount",
                                                        "cgroup")],
@@ -368,7 +460,8 @@ def features() -> dict:
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,
         "hooks": [],
-        "mountOptions": sorted(set(MOUNT_FLAGS) | NEUTRAL_OPTIONS | {"ro"}),
+        "mountOptions": sorted(set(MOUNT_FLAGS) | {"bind", "rbind"} | set(PROPAGATION) |
+                               {"r" + p for p in PROPAGATION}),
         "linux": {
             "namespaces": sorted(NAMESPACES),
             "capabilities": ["CAP_" + c.upper() for c in caps.all_names()],

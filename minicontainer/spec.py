@@ -36,11 +36,16 @@ class _Record:
 
 
 class Mount(_Record):
-    """A mount inside the container: kind is 'bind' (source is a host path) or 'tmpfs'."""
+    """A mount inside the container: kind is 'bind' (source is a host path) or a filesystem
+    type (tmpfs, proc, sysfs, devpts, mqueue, cgroup2), source then its name."""
 
-    __slots__ = ("kind", "source", "target", "readonly", "options", "flags")
-    # flags: more MS_* flags for the mount (nosuid, nodev, noexec from an OCI config)
-    _defaults = {"readonly": False, "options": "", "flags": 0}
+    __slots__ = ("kind", "source", "target", "readonly", "options", "flags", "recursive",
+                 "propagation")
+    # options: the filesystem's data (size=64m,mode=755); flags: more MS_* flags (nosuid,
+    # nodev, noexec, atime ones); recursive: rbind (a bind's submounts come too, and take
+    # its flags); propagation: MS_SHARED/SLAVE/PRIVATE/UNBINDABLE (| MS_REC), applied after
+    _defaults = {"readonly": False, "options": "", "flags": 0, "recursive": True,
+                 "propagation": 0}
 
 
 class Process(_Record):
@@ -55,12 +60,13 @@ class Process(_Record):
 
 
 class Root(_Record):
-    """The root filesystem: a host directory, never written to. 'overlay' gives the container
-    a private copy-on-write layer; readonly mounts the directory read-only instead.
-    pivot_root=False is the --chroot teaching mode."""
+    """The root filesystem, a host directory. overlay (`run`): never written to, the container
+    gets a private copy-on-write layer on it (or, readonly, the directory read-only); without
+    (an OCI bundle's root.path): it is the container's root, written in place, as runc has it.
+    readonly: read-only all the way down. pivot_root=False is the --chroot teaching mode."""
 
-    __slots__ = ("path", "readonly", "pivot_root")
-    _defaults = {"readonly": False, "pivot_root": True}
+    __slots__ = ("path", "readonly", "pivot_root", "overlay")
+    _defaults = {"readonly": False, "pivot_root": True, "overlay": True}
 
 
 class Port(_Record):
@@ -92,11 +98,14 @@ class Resources(_Record):
 class ContainerSpec(_Record):
     __slots__ = ("root", "process", "hostname", "name", "mounts", "namespaces", "security",
                  "network", "resources", "ports", "namespace_paths", "devices", "sysctl",
-                 "masked_paths", "readonly_paths")
+                 "masked_paths", "readonly_paths", "system_mounts", "rootfs_propagation")
     # network: none|host|bridge|container:NAME; ports: [Port] (bridge only);
     # namespace_paths: {"net": "/proc/..."}: join these namespaces instead of new ones
     # devices: [(path, "c"|"b", major, minor, mode, uid, gid)] made in /dev; sysctl: {key: value};
-    # masked_paths, readonly_paths: None means runc's defaults (runtime/rootfs.py)
+    # masked_paths, readonly_paths: None means runc's defaults (runtime/rootfs.py);
+    # system_mounts: `run`'s /proc, /dev, /sys (an OCI config lists its own in mounts);
+    # rootfs_propagation: MS_* flags for the container's / (OCI linux.rootfsPropagation)
     _defaults = {"hostname": None, "name": None, "mounts": [], "namespaces": DEFAULT_NAMESPACES,
                  "network": "none", "ports": [], "namespace_paths": {}, "devices": [],
-                 "sysctl": {}, "masked_paths": None, "readonly_paths": None}
+                 "sysctl": {}, "masked_paths": None, "readonly_paths": None,
+                 "system_mounts": True, "rootfs_propagation": 0}

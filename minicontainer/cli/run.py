@@ -180,8 +180,11 @@ def _parse_tmpfs(spec: str) -> Mount:
     fields = [o for o in options.split(",") if o]
     readonly = "ro" in fields
     fields = [o for o in fields if o not in ("ro", "rw")]
+    from minicontainer.kernel.syscalls import MS_NODEV, MS_NOSUID
+
     return Mount(kind="tmpfs", source="tmpfs", target=os.path.normpath(target),
-                 readonly=readonly, options=",".join(fields) or "mode=1777")
+                 readonly=readonly, options=",".join(fields) or "mode=1777",
+                 flags=MS_NOSUID | MS_NODEV)  # docker's defaults
 
 
 def _security(opts: dict) -> Security:

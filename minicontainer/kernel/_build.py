@@ -58,6 +58,34 @@ ffibuilder.cdef(
     int mc_loopback_up(void);
     int mc_open_pty(const char *ptmx, int *master, int *slave);
     int mc_init_supervise(int child);
+
+    /* ---- mount targets resolved inside the root, and the new mount API (issue 9:
+       secure join, recursive read-only; runtime/rootfs.py). ---- */
+    #define MS_SHARED ...
+    #define MS_UNBINDABLE ...
+    #define MS_NOATIME ...
+    #define MS_NODIRATIME ...
+    #define MC_RESOLVE_NO_MAGICLINKS ...
+    #define MC_RESOLVE_NO_SYMLINKS ...
+    #define MC_RESOLVE_IN_ROOT ...
+    #define MC_AT_RECURSIVE ...
+    #define MC_OPEN_TREE_CLONE ...
+    #define MC_MOUNT_ATTR_RDONLY ...
+    #define MC_MOUNT_ATTR_NOSUID ...
+    #define MC_MOUNT_ATTR_NODEV ...
+    #define MC_MOUNT_ATTR_NOEXEC ...
+    #define MC_MOUNT_ATTR__ATIME ...
+    #define MC_MOUNT_ATTR_RELATIME ...
+    #define MC_MOUNT_ATTR_NOATIME ...
+    #define MC_MOUNT_ATTR_STRICTATIME ...
+    #define MC_MOUNT_ATTR_NODIRATIME ...
+    int mc_openat2(int dirfd, const char *path, unsigned long long flags,
+                   unsigned long long mode, unsigned long long resolve);
+    int mc_open_tree(int dirfd, const char *path, unsigned int flags);
+    int mc_move_mount_fd(int from_fd, int to_fd);
+    int mc_mount_setattr(int dirfd, const char *path, unsigned int flags,
+                         unsigned long long attr_set, unsigned long long attr_clr,
+                         unsigned long long propagation);
     """
 )
 
@@ -209,6 +237,70 @@ ffibuilder.set_source(
                 return result;
             }
         }
+    }
+
+    /* ---- mount targets resolved inside the root, and the new mount API (issue 9:
+       secure join, recursive read-only; runtime/rootfs.py). glibc 2.36 has no wrappers for
+       these, and <linux/mount.h> clashes with <sys/mount.h>: the kernel's values, named
+       MC_*. The syscall numbers are the same on every architecture. ---- */
+    #ifndef SYS_openat2
+    #define SYS_openat2 437
+    #endif
+    #ifndef SYS_open_tree
+    #define SYS_open_tree 428
+    #endif
+    #ifndef SYS_move_mount
+    #define SYS_move_mount 429
+    #endif
+    #ifndef SYS_mount_setattr
+    #define SYS_mount_setattr 442
+    #endif
+    #define MC_RESOLVE_NO_MAGICLINKS 0x02
+    #define MC_RESOLVE_NO_SYMLINKS 0x04
+    #define MC_RESOLVE_IN_ROOT 0x10
+    #define MC_AT_RECURSIVE 0x8000
+    #define MC_OPEN_TREE_CLONE 1
+    #define MC_MOVE_MOUNT_F_EMPTY_PATH 0x04
+    #define MC_MOVE_MOUNT_T_EMPTY_PATH 0x40
+    #define MC_MOUNT_ATTR_RDONLY 0x01
+    #define MC_MOUNT_ATTR_NOSUID 0x02
+    #define MC_MOUNT_ATTR_NODEV 0x04
+    #define MC_MOUNT_ATTR_NOEXEC 0x08
+    #define MC_MOUNT_ATTR__ATIME 0x70
+    #define MC_MOUNT_ATTR_RELATIME 0x00
+    #define MC_MOUNT_ATTR_NOATIME 0x10
+    #define MC_MOUNT_ATTR_STRICTATIME 0x20
+    #define MC_MOUNT_ATTR_NODIRATIME 0x80
+
+    /* openat2(2): RESOLVE_IN_ROOT makes "/" and ".." (symlinks included) stop at dirfd. */
+    static int mc_openat2(int dirfd, const char *path, unsigned long long flags,
+                          unsigned long long mode, unsigned long long resolve)
+    {
+        struct { uint64_t flags, mode, resolve; } how = { flags, mode, resolve };
+        return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+    }
+
+    /* open_tree(2) with OPEN_TREE_CLONE: a detached copy of a mount (tree) as an fd. */
+    static int mc_open_tree(int dirfd, const char *path, unsigned int flags)
+    {
+        return (int)syscall(SYS_open_tree, dirfd, path, flags | O_CLOEXEC);
+    }
+
+    /* move_mount(2) from a detached tree onto the directory or file an fd names. */
+    static int mc_move_mount_fd(int from_fd, int to_fd)
+    {
+        return (int)syscall(SYS_move_mount, from_fd, "", to_fd, "",
+                            MC_MOVE_MOUNT_F_EMPTY_PATH | MC_MOVE_MOUNT_T_EMPTY_PATH);
+    }
+
+    /* mount_setattr(2): flags with AT_RECURSIVE change a whole tree at once. */
+    static int mc_mount_setattr(int dirfd, const char *path, unsigned int flags,
+                                unsigned long long attr_set, unsigned long long attr_clr,
+                                unsigned long long propagation)
+    {
+        struct { uint64_t attr_set, attr_clr, propagation, userns_fd; } attr =
+            { attr_set, attr_clr, propagation, 0 };
+        return (int)syscall(SYS_mount_setattr, dirfd, path, flags, &attr, sizeof attr);
     }
     """,
     # PyOS_BeforeFork and friends are not in the limited C API.

@@ -192,3 +192,53 @@ def open_pty(ptmx: str) -> tuple[int, int]:
 def init_supervise(child: int) -> int:
     """Run the --init loop (see _build.py) until `child` exits; returns its shell status."""
     return lib.mc_init_supervise(child)
+
+
+# ---- Mount targets resolved inside the root, and the new mount API (runtime/rootfs.py) ----
+MS_SHARED = lib.MS_SHARED
+MS_UNBINDABLE = lib.MS_UNBINDABLE
+MS_NOATIME = lib.MS_NOATIME
+MS_NODIRATIME = lib.MS_NODIRATIME
+_MOUNT_NAMES.update({MS_SHARED: "MS_SHARED", MS_UNBINDABLE: "MS_UNBINDABLE",
+                     MS_NOATIME: "MS_NOATIME", MS_NODIRATIME: "MS_NODIRATIME"})
+RESOLVE_NO_MAGICLINKS = lib.MC_RESOLVE_NO_MAGICLINKS
+RESOLVE_NO_SYMLINKS = lib.MC_RESOLVE_NO_SYMLINKS
+RESOLVE_IN_ROOT = lib.MC_RESOLVE_IN_ROOT
+AT_RECURSIVE = lib.MC_AT_RECURSIVE
+OPEN_TREE_CLONE = lib.MC_OPEN_TREE_CLONE
+MOUNT_ATTR_RDONLY = lib.MC_MOUNT_ATTR_RDONLY
+MOUNT_ATTR_NOSUID = lib.MC_MOUNT_ATTR_NOSUID
+MOUNT_ATTR_NODEV = lib.MC_MOUNT_ATTR_NODEV
+MOUNT_ATTR_NOEXEC = lib.MC_MOUNT_ATTR_NOEXEC
+MOUNT_ATTR__ATIME = lib.MC_MOUNT_ATTR__ATIME
+MOUNT_ATTR_RELATIME = lib.MC_MOUNT_ATTR_RELATIME
+MOUNT_ATTR_NOATIME = lib.MC_MOUNT_ATTR_NOATIME
+MOUNT_ATTR_STRICTATIME = lib.MC_MOUNT_ATTR_STRICTATIME
+MOUNT_ATTR_NODIRATIME = lib.MC_MOUNT_ATTR_NODIRATIME
+
+
+def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
+    """openat2(2): an fd for `path` under `dirfd`, resolved as `resolve` says (RESOLVE_*)."""
+    return _call("openat2", lib.mc_openat2(dirfd, path.encode(), flags, mode, resolve),
+                 dirfd, path, flags, resolve)
+
+
+def open_tree_clone(path: str, recursive: bool) -> int:
+    """open_tree(2) OPEN_TREE_CLONE: a detached copy of the mount at `path` (and of every
+    mount under it if recursive), as an fd, to be set up and then attached with move_mount."""
+    flags = OPEN_TREE_CLONE | (AT_RECURSIVE if recursive else 0)
+    return _call("open_tree", lib.mc_open_tree(-100, path.encode(), flags), path, flags)
+
+
+def move_mount(tree_fd: int, target_fd: int) -> None:
+    """move_mount(2): attach a detached tree on what `target_fd` names (no path lookup)."""
+    _call("move_mount", lib.mc_move_mount_fd(tree_fd, target_fd), tree_fd, target_fd)
+
+
+def mount_setattr(fd: int, attr_set: int, attr_clr: int = 0, propagation: int = 0,
+                  recursive: bool = True) -> None:
+    """mount_setattr(2) on the mount `fd` names (AT_EMPTY_PATH): with recursive, on every
+    mount under it too, at once."""
+    flags = 0x1000 | (AT_RECURSIVE if recursive else 0)  # AT_EMPTY_PATH
+    rc = lib.mc_mount_setattr(fd, b"", flags, attr_set, attr_clr, propagation)
+    _call("mount_setattr", rc, fd, flags, attr_set, attr_clr, propagation)

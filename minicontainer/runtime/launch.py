@@ -343,33 +343,40 @@ def _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console,
             if os.read(alive_r, 1) != b"g":  # EOF: the runtime is gone or gave up
                 os._exit(125)
 
-        readonly = spec.root.readonly
         rootfs.make_mounts_private()
         root = rootfs.mount_root(spec, container)
-        rootfs.mount_system(root, readonly)
-        if spec.devices or spec.sysctl:
-            rootfs.oci_extras(root, spec.devices, spec.sysctl)
+        # Every mount below is resolved inside the root through this fd (rootfs.resolve).
+        root_fd = rootfs.open_root(root)
+        bundle_readonly = spec.root.readonly and not spec.root.overlay
+        came_with = rootfs.submounts(root) if bundle_readonly else []
+        if spec.system_mounts:
+            rootfs.mount_system(root_fd)
+        rootfs.mount_user_mounts(root_fd, spec.mounts)
+        if spec.devices:
+            rootfs.oci_extras(root, spec.devices)
         slave = None
         if console:
             from minicontainer.runtime import terminal  # loaded before fork: no file read
 
-            master, slave = terminal.open_console(root, winsize)
+            master, slave = terminal.open_console(root_fd, winsize)
             console.send(master)
-        rootfs.mount_user_mounts(root, spec.mounts, readonly)
-        if readonly:
-            rootfs.make_root_readonly(root)
+        if bundle_readonly:
+            rootfs.finish_readonly_root(root, came_with)
+        os.close(root_fd)
         if "uts" in spec.namespaces:
             syscalls.sethostname(hostname)
         if "net" in spec.namespaces:
             syscalls.loopback_up()
         rootfs.switch_root(root, spec.root.pivot_root)
+        if spec.sysctl:
+            rootfs.write_sysctls(spec.sysctl)
         rootfs.mask_paths(spec.masked_paths, spec.readonly_paths)
+        if spec.rootfs_propagation:
+            rootfs.set_root_propagation(spec.rootfs_propagation)
 
         user = process.resolve_user(spec.process.user)
         env = process.build_env(spec.process.env, hostname, user, spec.process.terminal)
-        cwd = spec.process.cwd or "/"
-        if not os.path.isdir(cwd):
-            os.makedirs(cwd, 0o755)  # docker creates a missing working directory
+        cwd = rootfs.open_workdir(spec.process.cwd or "/")  # made if missing, as docker
         if slave is not None:
             terminal.become_session_leader(slave)
         if spec.process.rlimits:
@@ -384,7 +391,8 @@ def _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console,
                 err_w = -1
                 _wait_for_start(fifo)
         process.drop_privileges(user, spec.security)
-        os.chdir(cwd)
+        os.chdir(cwd)  # fchdir: no path lookup after the one inside the root
+        os.close(cwd)
         path = process.find_executable(spec.process.args[0], env.get("PATH", ""))
         if spec.process.init:
             _run_as_init(path, spec.process.args, env, err_w, slave is not None, unblocked)

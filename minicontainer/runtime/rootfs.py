@@ -7,9 +7,12 @@ with a handful of device nodes, and the same masked and read-only paths.
 """
 from __future__ import annotations
 
+import errno
 import os
+import stat
 
 from minicontainer.errors import ContainerError
+from minicontainer.kernel import syscalls
 from minicontainer.kernel.syscalls import (
     MNT_DETACH, MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC, MS_REMOUNT,
     MS_SLAVE, MS_STRICTATIME, mount, pivot_root, umount2,
@@ -38,88 +41,277 @@ NOSUID_NODEV_NOEXEC = MS_NOSUID | MS_NODEV | MS_NOEXEC
 
 def make_mounts_private() -> None:
     """Stop our mounts propagating back to the host (and keep receiving none of ours there):
-    rslave, as runc does by default."""
+    rslave, as runc does by default. An OCI rootfsPropagation is applied later, to the
+    container's own / (set_root_propagation)."""
     mount(None, "/", None, MS_REC | MS_SLAVE)
 
 
 def mount_root(spec, container) -> str:
-    """Mount the container's root at container.rootfs: an overlay whose upper layer is the
-    container's own (so ./rootfs is never written), or the rootfs itself bound read-only."""
+    """Mount the container's root at container.rootfs. `run` (root.overlay): an overlay whose
+    upper layer is the container's own, so ./rootfs is never written, or with --read-only
+    the rootfs itself bound and made read-only all the way down at once. OCI bundles: root.path
+    itself, bound, so writes land in it (the engine brings its own copy-on-write layer);
+    root.readonly is applied once the mount points are made (finish_readonly_root)."""
     target = container.rootfs
-    if spec.root.readonly:
-        mount(spec.root.path, target, None, MS_BIND | MS_REC)
-    else:
-        options = f"lowerdir={spec.root.path},upperdir={container.upper},workdir={container.work},volatile"
+    root = spec.root
+    if root.overlay and not root.readonly:
+        options = f"lowerdir={root.path},upperdir={container.upper},workdir={container.work},volatile"
         mount("overlay", target, "overlay", 0, options)
+        return target
+    mount(root.path, target, None, MS_BIND | MS_REC)
+    if root.readonly and root.overlay:
+        fd = open_root(target)
+        try:
+            make_readonly(fd, target)
+        finally:
+            os.close(fd)
     return target
 
 
-def _mkdir_in(root: str, path: str, readonly_root: bool) -> str:
-    """The host path of `path` inside the container root, created if missing (into the
-    overlay's upper layer: never into the user's rootfs)."""
-    full = root + path
-    if not os.path.isdir(full):
-        if readonly_root:
-            raise ContainerError(
-                f"mount point {path} does not exist in the read-only rootfs")
-        os.makedirs(full, 0o755, exist_ok=True)
-    return full
+def open_root(path: str) -> int:
+    """An O_PATH descriptor of the container's root, the anchor of every resolve()."""
+    return os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
 
 
-def mount_system(root: str, readonly_root: bool) -> None:
-    """/proc, /dev (with pts, shm, mqueue), /sys and /sys/fs/cgroup inside `root`."""
-    mount("proc", _mkdir_in(root, "/proc", readonly_root), "proc", NOSUID_NODEV_NOEXEC)
+def fd_path(fd: int) -> str:
+    """The path by which mount(2) reaches exactly what `fd` names, with no lookup to redirect."""
+    return f"/proc/self/fd/{fd}"
 
-    dev = _mkdir_in(root, "/dev", readonly_root)
-    mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k")
+
+def resolve(root_fd: int, path: str, create: str | None = None, missing_ok=False) -> int | None:
+    """An O_PATH fd of `path` resolved with root_fd as its root, the way the container will
+    see it: an absolute or `..` symlink in the rootfs stays inside (runc's and docker's
+    securejoin), and procfs magic links are not followed. create: 'dir' or 'file' makes what
+    is missing (directories on the way, then a directory or an empty file), inside the root.
+    openat2(RESOLVE_IN_ROOT) where the kernel has it; otherwise, or to create, a walk one
+    component at a time (_walk). missing_ok: None for a path that does not exist."""
+    rel = os.path.normpath("/" + path).lstrip("/")
+    try:
+        return syscalls.openat2(root_fd, rel or ".", os.O_PATH | os.O_CLOEXEC,
+                                syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS)
+    except OSError as e:
+        if e.errno == errno.ENOENT and missing_ok:
+            return None
+        if not (e.errno == errno.ENOSYS or e.errno == errno.ENOENT and create):
+            raise ContainerError(f"mount point {path}: {os.strerror(e.errno)}") from None
+    try:
+        return _walk(root_fd, rel, create)
+    except OSError as e:
+        if e.errno == errno.ENOENT and missing_ok:
+            return None
+        if e.errno == errno.EROFS:
+            raise ContainerError(f"mount point {path} does not exist in the read-only rootfs") from None
+        raise ContainerError(f"mount point {path}: {e.strerror}") from None
+
+
+def _walk(root_fd: int, rel: str, create: str | None) -> int:
+    """resolve() by hand: each component opened O_NOFOLLOW under the directory before it; a
+    symlink is read and its target walked in its place (from the root if absolute), `..`
+    goes back to the directory we came from and never above the root. What is missing is
+    made (mkdirat, or an O_EXCL file) under the parent's fd, so no path is looked up twice."""
+    stack = [os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=root_fd)]
+    todo = [c for c in rel.split("/") if c][::-1]  # a stack: next component last
+    links = 0
+    try:
+        while todo:
+            name = todo.pop()
+            if name == ".":
+                continue
+            if name == "..":
+                if len(stack) > 1:
+                    os.close(stack.pop())
+                continue
+            try:
+                fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=stack[-1])
+            except FileNotFoundError:
+                if not create:
+                    raise
+                if todo or create == "dir":
+                    os.mkdir(name, 0o755, dir_fd=stack[-1])
+                else:
+                    os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                                     | os.O_CLOEXEC, 0o644, dir_fd=stack[-1]))
+                todo.append(name)  # open what we made, through the same checks
+                continue
+            mode = os.fstat(fd).st_mode
+            if stat.S_ISLNK(mode):
+                os.close(fd)
+                links += 1
+                if links > 40:
+                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP))
+                target = os.readlink(name, dir_fd=stack[-1])
+                if target.startswith("/"):
+                    while len(stack) > 1:
+                        os.close(stack.pop())
+                todo.extend(c for c in target.split("/")[::-1] if c)
+                continue
+            if todo and not stat.S_ISDIR(mode):
+                os.close(fd)
+                raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+            stack.append(fd)
+        return stack.pop()
+    finally:
+        for fd in stack:
+            os.close(fd)
+
+
+def bind(source: str, target_fd: int, recursive: bool = True, flags: int = 0,
+         propagation: int = 0) -> None:
+    """Bind `source` (a host path) onto what target_fd names. With the new mount API: a
+    detached copy of the source tree gets its attributes (MS_RDONLY and the rest, on every
+    mount in it: read-only all the way down, as docker 25+) and its propagation, then is
+    attached through the fd. Without it: mount(2) through the fd, then remounts."""
+    try:
+        tree = syscalls.open_tree_clone(source, recursive)
+    except OSError as e:
+        if e.errno != errno.ENOSYS:
+            raise
+        _bind_classic(source, target_fd, recursive, flags, propagation)
+        return
+    try:
+        attr_set, attr_clr = _mount_attrs(flags)
+        if attr_set or attr_clr or propagation:
+            syscalls.mount_setattr(tree, attr_set, attr_clr, propagation & ~MS_REC)
+        syscalls.move_mount(tree, target_fd)
+    finally:
+        os.close(tree)
+
+
+def _mount_attrs(flags: int) -> tuple[int, int]:
+    """MS_* flags -> mount_setattr's (attr_set, attr_clr)."""
+    attr_set = sum(a for f, a in ((MS_RDONLY, syscalls.MOUNT_ATTR_RDONLY),
+                                  (MS_NOSUID, syscalls.MOUNT_ATTR_NOSUID),
+                                  (MS_NODEV, syscalls.MOUNT_ATTR_NODEV),
+                                  (MS_NOEXEC, syscalls.MOUNT_ATTR_NOEXEC),
+                                  (syscalls.MS_NODIRATIME, syscalls.MOUNT_ATTR_NODIRATIME))
+                   if flags & f)
+    for f, a in ((syscalls.MS_NOATIME, syscalls.MOUNT_ATTR_NOATIME),
+                 (MS_STRICTATIME, syscalls.MOUNT_ATTR_STRICTATIME),
+                 (syscalls.MS_RELATIME, syscalls.MOUNT_ATTR_RELATIME)):
+        if flags & f:
+            return attr_set | a, syscalls.MOUNT_ATTR__ATIME
+    return attr_set, 0
+
+
+def _bind_classic(source, target_fd, recursive, flags, propagation) -> None:
+    """bind() where open_tree/mount_setattr are missing: mount(2) through the fd, then the new
+    mount (found again through the fd's path) and, for read-only, each mount under it
+    remounted, as listed in /proc/self/mountinfo."""
+    target = os.readlink(fd_path(target_fd))
+    mount(source, fd_path(target_fd), None, MS_BIND | (MS_REC if recursive else 0))
+    if flags:
+        remount_tree(target, flags, recursive)
+    if propagation:
+        mount(None, target, None, propagation)
+
+
+def remount_tree(path: str, flags: int, recursive: bool = True) -> None:
+    """Remount the mount at `path` with `flags` (MS_RDONLY, ...) and, if recursive, every mount
+    under it (/proc/self/mountinfo, outermost first): the fallback of mount_setattr."""
+    for point in [path] + (submounts(path) if recursive else []):
+        mount(None, point, None, MS_BIND | MS_REMOUNT | flags)
+
+
+def submounts(path: str) -> list[str]:
+    """Mount points strictly under `path`, in mount order (/proc/self/mountinfo)."""
+    prefix = path.rstrip("/") + "/"
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = line.split(" ", 5)[4].replace("\\040", " ")
+            if point.startswith(prefix) and point not in found:
+                found.append(point)
+    return found
+
+
+def make_readonly(root_fd: int, path: str) -> None:
+    """The mount root_fd names and every mount under it read-only, at once where the kernel
+    has mount_setattr(AT_RECURSIVE), else one remount each."""
+    try:
+        syscalls.mount_setattr(root_fd, syscalls.MOUNT_ATTR_RDONLY)
+    except OSError as e:
+        if e.errno != errno.ENOSYS:
+            raise
+        remount_tree(path, MS_RDONLY)
+
+
+def finish_readonly_root(root: str, came_with: list[str]) -> None:
+    """OCI root.readonly, applied last as runc does (the mount points are made first): the
+    root and the mounts it came with from the host read-only; the container's own mounts
+    (/proc, /dev, volumes) keep their own flags."""
+    for point in [root] + came_with:
+        mount(None, point, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
+
+
+def mount_system(root_fd: int) -> None:
+    """/proc, /dev (with pts, shm, mqueue), /sys and /sys/fs/cgroup inside the root: the
+    defaults of `run`; an OCI config lists its own (mount_all)."""
+    _mount_at(root_fd, "/proc", "dir", "proc", "proc", NOSUID_NODEV_NOEXEC)
+    _mount_at(root_fd, "/dev", "dir", "tmpfs", "tmpfs", MS_NOSUID | MS_STRICTATIME,
+              "mode=755,size=65536k")
+    _mount_at(root_fd, "/dev/pts", "dir", "devpts", "devpts", MS_NOSUID | MS_NOEXEC,
+              "newinstance,ptmxmode=0666,mode=0620,gid=5")
+    _mount_at(root_fd, "/dev/shm", "dir", "shm", "tmpfs", NOSUID_NODEV_NOEXEC,
+              "mode=1777,size=65536k")
+    _mount_at(root_fd, "/dev/mqueue", "dir", "mqueue", "mqueue", NOSUID_NODEV_NOEXEC)
+    _mount_at(root_fd, "/sys", "dir", "sysfs", "sysfs", NOSUID_NODEV_NOEXEC | MS_RDONLY)
+    # With a cgroup namespace, the container sees its own cgroup as the root of this tree.
+    _mount_at(root_fd, "/sys/fs/cgroup", None, "cgroup2", "cgroup2",
+              NOSUID_NODEV_NOEXEC | MS_RDONLY)
+
+
+def _mount_at(root_fd, path, create, source, fstype, flags, data=None, propagation=0) -> None:
+    """A new filesystem mounted at `path` resolved inside the root, through its fd; a tmpfs
+    at /dev is then given the standard nodes and links (as runc does)."""
+    fd = resolve(root_fd, path, create)
+    try:
+        mount(source, fd_path(fd), fstype, flags, data)
+    finally:
+        os.close(fd)
+    if propagation or (path == "/dev" and fstype == "tmpfs"):
+        fd = resolve(root_fd, path)  # the new mount's root now
+        try:
+            if propagation:
+                mount(None, fd_path(fd), None, propagation)
+            if path == "/dev" and fstype == "tmpfs":
+                _fill_dev(fd)
+        finally:
+            os.close(fd)
+
+
+def _fill_dev(dev_fd: int) -> None:
+    """runc's default nodes and /dev links in a fresh /dev tmpfs (ours: nothing to resolve)."""
     old_umask = os.umask(0)
     try:
         for name, major, minor in DEVICES:
-            os.mknod(f"{dev}/{name}", 0o20666, os.makedev(major, minor))
-        for d in ("pts", "shm", "mqueue"):
-            os.mkdir(f"{dev}/{d}", 0o755)
+            os.mknod(name, 0o20666, os.makedev(major, minor), dir_fd=dev_fd)
     finally:
         os.umask(old_umask)
     for name, target in DEV_LINKS:
-        os.symlink(target, f"{dev}/{name}")
-    mount("devpts", f"{dev}/pts", "devpts", MS_NOSUID | MS_NOEXEC,
-          "newinstance,ptmxmode=0666,mode=0620,gid=5")
-    mount("shm", f"{dev}/shm", "tmpfs", NOSUID_NODEV_NOEXEC, "mode=1777,size=65536k")
-    mount("mqueue", f"{dev}/mqueue", "mqueue", NOSUID_NODEV_NOEXEC)
-
-    sys_dir = _mkdir_in(root, "/sys", readonly_root)
-    mount("sysfs", sys_dir, "sysfs", NOSUID_NODEV_NOEXEC | MS_RDONLY)
-    # With a cgroup namespace, the container sees its own cgroup as the root of this tree.
-    mount("cgroup2", f"{sys_dir}/fs/cgroup", "cgroup2", NOSUID_NODEV_NOEXEC | MS_RDONLY)
+        os.symlink(target, name, dir_fd=dev_fd)
 
 
-def mount_user_mounts(root: str, mounts, readonly_root: bool) -> None:
-    """-v host:ctr[:ro] binds and --tmpfs mounts, in the order given."""
+def mount_user_mounts(root_fd: int, mounts) -> None:
+    """-v and --tmpfs mounts, the network's /etc/hosts and resolv.conf binds, and an OCI
+    config's mounts: in the order given, each target resolved inside the root and made there
+    if missing (in a read-only `run` root that fails: EROFS, said as such)."""
     for m in mounts:
+        flags = m.flags | (MS_RDONLY if m.readonly else 0)
         if m.kind == "bind":
             if not os.path.exists(m.source):
                 raise ContainerError(f"volume source {m.source} does not exist on the host")
-            target = root + m.target
-            if os.path.isdir(m.source):
-                _mkdir_in(root, m.target, readonly_root)
-            elif not os.path.exists(target):
-                if readonly_root:
-                    raise ContainerError(f"mount point {m.target} does not exist in the read-only rootfs")
-                _mkdir_in(root, os.path.dirname(m.target) or "/", readonly_root)
-                open(target, "a").close()
-            mount(m.source, target, None, MS_BIND | MS_REC)
-            if m.readonly or m.flags:
-                mount(None, target, None,
-                      MS_BIND | MS_REMOUNT | m.flags | (MS_RDONLY if m.readonly else 0))
+            fd = resolve(root_fd, m.target, "dir" if os.path.isdir(m.source) else "file")
+            try:
+                bind(m.source, fd, m.recursive, flags, m.propagation)
+            finally:
+                os.close(fd)
         else:
-            target = _mkdir_in(root, m.target, readonly_root)
-            flags = MS_NOSUID | MS_NODEV | m.flags | (MS_RDONLY if m.readonly else 0)
-            mount("tmpfs", target, "tmpfs", flags, m.options or "mode=1777")
+            _mount_at(root_fd, m.target, "dir", m.source or m.kind,
+                      m.kind, flags, m.options or None, m.propagation)
 
 
-def oci_extras(root: str, devices, sysctl) -> None:
-    """An OCI config's linux.devices (nodes made in the container's /dev) and linux.sysctl
-    (written through the container's own /proc, so only namespaced keys can take effect)."""
+def oci_extras(root: str, devices) -> None:
+    """An OCI config's linux.devices: nodes made in the container's /dev."""
     old_umask = os.umask(0)
     try:
         for path, kind, major, minor, mode, uid, gid in devices:
@@ -131,16 +323,33 @@ def oci_extras(root: str, devices, sysctl) -> None:
             os.chown(full, uid, gid)
     finally:
         os.umask(old_umask)
-    for key, value in sysctl.items():
-        try:
-            with open(f"{root}/proc/sys/{key.replace('.', '/')}", "w") as f:
-                f.write(value)
-        except OSError as e:
-            raise ContainerError(f"sysctl {key}={value}: {e.strerror}") from None
 
 
-def make_root_readonly(root: str) -> None:
-    mount(None, root, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
+def write_sysctls(sysctl: dict) -> None:
+    """linux.sysctl (keys checked by oci.check_sysctl), after switch_root, through the
+    container's own /proc: no symlink followed, nothing outside its root reachable."""
+    root_fd = open_root("/")
+    try:
+        for key, value in sysctl.items():
+            try:
+                fd = syscalls.openat2(root_fd, "proc/sys/" + key.replace(".", "/"),
+                                      os.O_WRONLY | os.O_CLOEXEC,
+                                      syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_SYMLINKS)
+                try:
+                    os.write(fd, value.encode())
+                finally:
+                    os.close(fd)
+            except OSError as e:
+                raise ContainerError(f"sysctl {key}={value}: {os.strerror(e.errno)}") from None
+    finally:
+        os.close(root_fd)
+
+
+def set_root_propagation(flags: int) -> None:
+    """OCI linux.rootfsPropagation, on the container's / after switch_root (as runc does):
+    the container's mounts were made slave to the host first, so even `shared` here makes
+    a peer group of the container's own and never propagates a mount back to the host."""
+    mount(None, "/", None, flags)
 
 
 def switch_root(root: str, use_pivot_root: bool) -> None:
@@ -160,19 +369,45 @@ def switch_root(root: str, use_pivot_root: bool) -> None:
 
 def mask_paths(masked=None, readonly=None) -> None:
     """Apply the masked and read-only paths (None: MASKED_PATHS and READONLY_PATHS); run after
-    switch_root, on container paths. A path this kernel does not have is skipped (a stat is
-    cheaper than a failing mount)."""
-    for path in MASKED_PATHS if masked is None else masked:
-        try:
-            is_dir = os.stat(path).st_mode & 0o170000 == 0o040000
-        except FileNotFoundError:
-            continue
-        if is_dir:
-            mount("tmpfs", path, "tmpfs", MS_RDONLY, "size=0")
-        else:
-            mount("/dev/null", path, None, MS_BIND)
-    for path in READONLY_PATHS if readonly is None else readonly:
-        if not os.path.lexists(path):
-            continue
-        mount(path, path, None, MS_BIND | MS_REC)
-        mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
+    switch_root, each resolved inside the root and mounted on through its fd. A path this
+    kernel or image does not have is skipped."""
+    root_fd = open_root("/")
+    try:
+        for path in MASKED_PATHS if masked is None else masked:
+            fd = _existing(root_fd, path)
+            if fd is None:
+                continue
+            try:
+                if stat.S_ISDIR(os.fstat(fd).st_mode):
+                    mount("tmpfs", fd_path(fd), "tmpfs", MS_RDONLY, "size=0")
+                else:
+                    mount("/dev/null", fd_path(fd), None, MS_BIND)
+            finally:
+                os.close(fd)
+        for path in READONLY_PATHS if readonly is None else readonly:
+            fd = _existing(root_fd, path)
+            if fd is None:
+                continue
+            try:
+                bind(fd_path(fd), fd, flags=MS_RDONLY)
+            finally:
+                os.close(fd)
+    finally:
+        os.close(root_fd)
+
+
+def _existing(root_fd: int, path: str) -> int | None:
+    return resolve(root_fd, path, missing_ok=True)
+
+
+def open_workdir(cwd: str) -> int:
+    """The working directory, resolved inside the container's root (after switch_root) and
+    made if missing, as docker does; the caller fchdir()s to it once it is the user."""
+    root_fd = open_root("/")
+    try:
+        return resolve(root_fd, cwd, "dir")
+    except ContainerError as e:
+        raise ContainerError(f"cannot use the working directory {cwd}: "
+                             f"{str(e).partition(': ')[2]}") from None
+    finally:
+        os.close(root_fd)

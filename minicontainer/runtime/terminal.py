@@ -39,13 +39,22 @@ def open_pty(ptmx: str, winsize) -> tuple[int, int]:
     return master, slave
 
 
-def open_console(root: str, winsize) -> tuple[int, int]:
-    """In the child, with the container's /dev mounted at root/dev: open a pty pair there
-    and bind the slave over /dev/console."""
-    master, slave = open_pty(f"{root}/dev/pts/ptmx", winsize)
-    console = f"{root}/dev/console"
-    open(console, "a").close()
-    mount(f"/proc/self/fd/{slave}", console, None, MS_BIND)
+def open_console(root_fd: int, winsize) -> tuple[int, int]:
+    """In the child, with the container's /dev mounted in the root root_fd names: open a pty
+    pair from its devpts and bind the slave over /dev/console, both resolved inside the root
+    (runtime/rootfs.resolve) and reached through their fds."""
+    from minicontainer.runtime.rootfs import fd_path, resolve
+
+    ptmx = resolve(root_fd, "/dev/pts/ptmx")
+    try:
+        master, slave = open_pty(fd_path(ptmx), winsize)
+    finally:
+        os.close(ptmx)
+    console = resolve(root_fd, "/dev/console", "file")
+    try:
+        mount(fd_path(slave), fd_path(console), None, MS_BIND)
+    finally:
+        os.close(console)
     return master, slave
 
 
