@@ -299,12 +299,12 @@ def parse_mount(m: dict, bundle: str) -> Mount:
                "binds over " + ", ".join(sorted(PROC_BINDS)) + " (as runc)")
     from minicontainer.kernel import syscalls
 
-    flags, propagation, data = 0, 0, []
+    flags, propagation, data = 0, [], []
     for o in options:
         if o in MOUNT_FLAGS:
             flags |= getattr(syscalls, MOUNT_FLAGS[o]) if MOUNT_FLAGS[o] else 0
         elif _propagation(o):
-            propagation = _propagation(o)
+            propagation.append(_propagation(o))
         elif o in ("bind", "rbind") and kind == "bind":
             continue
         elif kind != "bind" and ("=" in o or o in DATA_WORDS.get(kind, ())):
@@ -315,9 +315,9 @@ def parse_mount(m: dict, bundle: str) -> Mount:
         return Mount(kind="bind", source=os.path.normpath(os.path.join(bundle, m.get("source")
                                                                        or "")),
                      target=dest, flags=flags, recursive="rbind" in options,
-                     propagation=propagation)
+                     propagation=tuple(propagation))
     return Mount(kind=MOUNT_TYPES[kind], source=m.get("source") or kind, target=dest,
-                 flags=flags, options=",".join(data), propagation=propagation)
+                 flags=flags, options=",".join(data), propagation=tuple(propagation))
 
 
 def _propagation(option: str) -> int:

@@ -43,9 +43,10 @@ class Mount(_Record):
                  "propagation")
     # options: the filesystem's data (size=64m,mode=755); flags: more MS_* flags (nosuid,
     # nodev, noexec, atime ones); recursive: rbind (a bind's submounts come too, and take
-    # its flags); propagation: MS_SHARED/SLAVE/PRIVATE/UNBINDABLE (| MS_REC), applied after
+    # its flags); propagation: MS_SHARED/SLAVE/PRIVATE/UNBINDABLE (| MS_REC) flags, applied
+    # after the mount in this order
     _defaults = {"readonly": False, "options": "", "flags": 0, "recursive": True,
-                 "propagation": 0}
+                 "propagation": ()}
 
 
 class Process(_Record):

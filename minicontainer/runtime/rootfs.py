@@ -156,7 +156,7 @@ def _walk(root_fd: int, rel: str, create: str | None) -> int:
 
 
 def bind(source: str, target_fd: int, recursive: bool = True, flags: int = 0,
-         propagation: int = 0) -> None:
+         propagation=()) -> None:
     """Bind `source` (a host path) onto what target_fd names. With the new mount API: a
     detached copy of the source tree gets its attributes (MS_RDONLY and the rest, on every
     mount in it: read-only all the way down, as docker 25+) and its propagation, then is
@@ -170,8 +170,10 @@ def bind(source: str, target_fd: int, recursive: bool = True, flags: int = 0,
         return
     try:
         attr_set, attr_clr = _mount_attrs(flags)
-        if attr_set or attr_clr or propagation:
-            syscalls.mount_setattr(tree, attr_set, attr_clr, propagation & ~MS_REC)
+        if attr_set or attr_clr:
+            syscalls.mount_setattr(tree, attr_set, attr_clr)
+        for p in propagation:
+            syscalls.mount_setattr(tree, 0, 0, p & ~MS_REC, recursive=bool(p & MS_REC))
         syscalls.move_mount(tree, target_fd)
     finally:
         os.close(tree)
@@ -201,8 +203,8 @@ def _bind_classic(source, target_fd, recursive, flags, propagation) -> None:
     mount(source, fd_path(target_fd), None, MS_BIND | (MS_REC if recursive else 0))
     if flags:
         remount_tree(target, flags, recursive)
-    if propagation:
-        mount(None, target, None, propagation)
+    for p in propagation:
+        mount(None, target, None, p)
 
 
 def remount_tree(path: str, flags: int, recursive: bool = True) -> None:
@@ -260,7 +262,7 @@ def mount_system(root_fd: int) -> None:
               NOSUID_NODEV_NOEXEC | MS_RDONLY)
 
 
-def _mount_at(root_fd, path, create, source, fstype, flags, data=None, propagation=0) -> None:
+def _mount_at(root_fd, path, create, source, fstype, flags, data=None, propagation=()) -> None:
     """A new filesystem mounted at `path` resolved inside the root, through its fd; a tmpfs
     at /dev is then given the standard nodes and links (as runc does)."""
     fd = resolve(root_fd, path, create)
@@ -271,8 +273,8 @@ def _mount_at(root_fd, path, create, source, fstype, flags, data=None, propagati
     if propagation or (path == "/dev" and fstype == "tmpfs"):
         fd = resolve(root_fd, path)  # the new mount's root now
         try:
-            if propagation:
-                mount(None, fd_path(fd), None, propagation)
+            for p in propagation:
+                mount(None, fd_path(fd), None, p)
             if path == "/dev" and fstype == "tmpfs":
                 _fill_dev(fd)
         finally:
