@@ -198,3 +198,46 @@ def test_read_only_root_is_read_only_all_the_way_down(mc_cmd, tmp_path, rootfs):
     assert "touch: /mnt/x: Read-only file system" in r.stderr
     assert "touch: /x: Read-only file system" in r.stderr
     assert r.stdout.strip() == "own-writable"
+
+
+def test_oci_device_through_symlink_lands_inside(mc, mc_cmd, evil, tmp_path):
+    """linux.devices paths are resolved the same way: the node is made inside the root."""
+    copy, target = evil
+    bundle = make_bundle(tmp_path, str(copy), ["ls", "-l", f"{target}/mydev"])
+    config = json.loads(open(f"{bundle}/config.json").read())
+    config["root"]["readonly"] = False
+    config["linux"]["devices"] = [{"path": "/evil/mydev", "type": "c", "major": 1, "minor": 3,
+                                   "fileMode": 0o666}]
+    open(f"{bundle}/config.json", "w").write(json.dumps(config))
+    out = tmp_path / "out"
+    with open(out, "w") as f:
+        r = oci_create(mc_cmd, tmp_path, "--bundle", bundle, "dev", stdout=f)
+    assert r.returncode == 0, r.stderr
+    assert mc("start", "dev").returncode == 0
+    assert wait_for(lambda: json.loads(mc("state", "dev").stdout)["status"] == "stopped")
+    assert mc("delete", "dev").returncode == 0
+    assert out.read_text().startswith("crw-rw-rw-")
+    assert os.listdir(target) == []
+
+
+def test_classic_bind_fallback_is_read_only_all_the_way_down(tmp_path):
+    """Where open_tree/mount_setattr are missing: mount(2) through the fd, then every mount
+    under the target remounted read-only from /proc/self/mountinfo."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    (src / "nested").mkdir(parents=True)
+    dst.mkdir()
+    r = in_mount_namespace(f"""
+import os
+from minicontainer.runtime import rootfs
+rootfs.mount("nested", {str(src / 'nested')!r}, "tmpfs", 0, "size=1m")
+fd = os.open({str(dst)!r}, os.O_PATH | os.O_CLOEXEC)
+rootfs._bind_classic({str(src)!r}, fd, True, rootfs.MS_RDONLY, ())
+for path in ({str(dst / 'x')!r}, {str(dst / 'nested/x')!r}):
+    try:
+        open(path, "w")
+        print("writable", path)
+    except OSError as e:
+        print(e.errno)
+""")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [str(errno.EROFS)] * 2

@@ -353,7 +353,7 @@ def _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console,
             rootfs.mount_system(root_fd)
         rootfs.mount_user_mounts(root_fd, spec.mounts)
         if spec.devices:
-            rootfs.oci_extras(root, spec.devices)
+            rootfs.oci_extras(root_fd, spec.devices)
         slave = None
         if console:
             from minicontainer.runtime import terminal  # loaded before fork: no file read

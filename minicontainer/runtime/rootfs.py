@@ -78,13 +78,15 @@ def fd_path(fd: int) -> str:
     return f"/proc/self/fd/{fd}"
 
 
-def resolve(root_fd: int, path: str, create: str | None = None, missing_ok=False) -> int | None:
+def resolve(root_fd: int, path: str, create: str | None = None, missing_ok=False,
+            what: str = "mount point") -> int | None:
     """An O_PATH fd of `path` resolved with root_fd as its root, the way the container will
     see it: an absolute or `..` symlink in the rootfs stays inside (runc's and docker's
     securejoin), and procfs magic links are not followed. create: 'dir' or 'file' makes what
     is missing (directories on the way, then a directory or an empty file), inside the root.
     openat2(RESOLVE_IN_ROOT) where the kernel has it; otherwise, or to create, a walk one
-    component at a time (_walk). missing_ok: None for a path that does not exist."""
+    component at a time (_walk). missing_ok: None for a path that does not exist; `what` the
+    path is, for the error message."""
     rel = os.path.normpath("/" + path).lstrip("/")
     try:
         return syscalls.openat2(root_fd, rel or ".", os.O_PATH | os.O_CLOEXEC,
@@ -93,15 +95,15 @@ def resolve(root_fd: int, path: str, create: str | None = None, missing_ok=False
         if e.errno == errno.ENOENT and missing_ok:
             return None
         if not (e.errno == errno.ENOSYS or e.errno == errno.ENOENT and create):
-            raise ContainerError(f"mount point {path}: {os.strerror(e.errno)}") from None
+            raise ContainerError(f"{what} {path}: {os.strerror(e.errno)}") from None
     try:
         return _walk(root_fd, rel, create)
     except OSError as e:
         if e.errno == errno.ENOENT and missing_ok:
             return None
         if e.errno == errno.EROFS:
-            raise ContainerError(f"mount point {path} does not exist in the read-only rootfs") from None
-        raise ContainerError(f"mount point {path}: {e.strerror}") from None
+            raise ContainerError(f"{what} {path} does not exist in the read-only rootfs") from None
+        raise ContainerError(f"{what} {path}: {e.strerror}") from None
 
 
 def _walk(root_fd: int, rel: str, create: str | None) -> int:
@@ -312,17 +314,25 @@ def mount_user_mounts(root_fd: int, mounts) -> None:
                       m.kind, flags, m.options or None, m.propagation)
 
 
-def oci_extras(root: str, devices) -> None:
-    """An OCI config's linux.devices: nodes made in the container's /dev."""
+def oci_extras(root_fd: int, devices) -> None:
+    """An OCI config's linux.devices: nodes made in the container's /dev, each in its
+    directory resolved inside the root."""
     old_umask = os.umask(0)
     try:
         for path, kind, major, minor, mode, uid, gid in devices:
-            full = root + path
-            os.makedirs(os.path.dirname(full), 0o755, exist_ok=True)
-            if os.path.lexists(full):
-                os.unlink(full)
-            os.mknod(full, mode | (0o020000 if kind == "c" else 0o060000), os.makedev(major, minor))
-            os.chown(full, uid, gid)
+            parent = resolve(root_fd, os.path.dirname(os.path.normpath(path)), "dir",
+                             what="device directory")
+            name = os.path.basename(os.path.normpath(path))
+            try:
+                try:
+                    os.unlink(name, dir_fd=parent)
+                except FileNotFoundError:
+                    pass
+                os.mknod(name, mode | (0o020000 if kind == "c" else 0o060000),
+                         os.makedev(major, minor), dir_fd=parent)
+                os.chown(name, uid, gid, dir_fd=parent, follow_symlinks=False)
+            finally:
+                os.close(parent)
     finally:
         os.umask(old_umask)
 
@@ -407,9 +417,6 @@ def open_workdir(cwd: str) -> int:
     made if missing, as docker does; the caller fchdir()s to it once it is the user."""
     root_fd = open_root("/")
     try:
-        return resolve(root_fd, cwd, "dir")
-    except ContainerError as e:
-        raise ContainerError(f"cannot use the working directory {cwd}: "
-                             f"{str(e).partition(': ')[2]}") from None
+        return resolve(root_fd, cwd, "dir", what="working directory")
     finally:
         os.close(root_fd)
