@@ -4,6 +4,11 @@ Runs in the child, after unshare(CLONE_NEWNS): every mount made here exists only
 container's mount namespace and vanishes with it, so the host never holds one of ours.
 The defaults follow runc's libcontainer/SPEC.md: a fresh /proc, read-only /sys, a tmpfs /dev
 with a handful of device nodes, and the same masked and read-only paths.
+
+Before pivot_root the container's root is an ordinary host directory, and a path joined onto
+it as a string would follow the image's symlinks (`evil -> /etc`) onto the host. So every
+mount target is resolved with the root as its root (resolve), and mounted through the
+descriptor that resolving returned (fd_path, bind): see docs/security.md.
 """
 from __future__ import annotations
 
