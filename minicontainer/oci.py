@@ -305,7 +305,7 @@ def parse_mount(m: dict, bundle: str) -> Mount:
             flags |= getattr(syscalls, MOUNT_FLAGS[o]) if MOUNT_FLAGS[o] else 0
         elif _propagation(o):
             propagation.append(_propagation(o))
-        elif o in ("bind", "rbind") and kind == "bind":
+        elif o in ("bind", "rbind") and kind == "bind" or o == "tmpcopyup" and kind == "tmpfs":
             continue
         elif kind != "bind" and ("=" in o or o in DATA_WORDS.get(kind, ())):
             data.append(o)
@@ -317,7 +317,8 @@ def parse_mount(m: dict, bundle: str) -> Mount:
                      target=dest, flags=flags, recursive="rbind" in options,
                      propagation=tuple(propagation))
     return Mount(kind=MOUNT_TYPES[kind], source=m.get("source") or kind, target=dest,
-                 flags=flags, options=",".join(data), propagation=tuple(propagation))
+                 flags=flags, options=",".join(data), propagation=tuple(propagation),
+                 copy_up="tmpcopyup" in options)
 
 
 def _propagation(option: str) -> int:
@@ -460,7 +461,8 @@ def features() -> dict:
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,
         "hooks": [],
-        "mountOptions": sorted(set(MOUNT_FLAGS) | {"bind", "rbind"} | set(PROPAGATION) |
+        "mountOptions": sorted(set(MOUNT_FLAGS) | {"bind", "rbind", "tmpcopyup"} |
+                               set(PROPAGATION) |
                                {"r" + p for p in PROPAGATION}),
         "linux": {
             "namespaces": sorted(NAMESPACES),

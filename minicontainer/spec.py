@@ -40,13 +40,14 @@ class Mount(_Record):
     type (tmpfs, proc, sysfs, devpts, mqueue, cgroup2), source then its name."""
 
     __slots__ = ("kind", "source", "target", "readonly", "options", "flags", "recursive",
-                 "propagation")
+                 "propagation", "copy_up")
     # options: the filesystem's data (size=64m,mode=755); flags: more MS_* flags (nosuid,
     # nodev, noexec, atime ones); recursive: rbind (a bind's submounts come too, and take
     # its flags); propagation: MS_SHARED/SLAVE/PRIVATE/UNBINDABLE (| MS_REC) flags, applied
-    # after the mount in this order
+    # after the mount in this order; copy_up: a tmpfs starts with what the directory under it
+    # held (OCI tmpcopyup)
     _defaults = {"readonly": False, "options": "", "flags": 0, "recursive": True,
-                 "propagation": ()}
+                 "propagation": (), "copy_up": False}
 
 
 class Process(_Record):

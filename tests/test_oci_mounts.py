@@ -151,6 +151,24 @@ def test_dev_tmpfs_gets_the_default_devices_and_links(kinds):
     assert tail == ["c", "/proc/self/fd", "pts/ptmx"]
 
 
+def test_tmpfs_tmpcopyup(mc, mc_cmd, tmp_path, root_copy):
+    """tmpcopyup (runc's extension, sent by podman): the tmpfs starts with what the
+    directory held, with owners, modes and links; ro still applies after the copy."""
+    os.makedirs(root_copy / "etc" / "sub")
+    os.chown(root_copy / "etc" / "sub", 7, 8)
+    os.symlink("passwd", root_copy / "etc" / "link")
+    r, out = run_bundle(mc, mc_cmd, tmp_path, root_copy,
+                        "grep -c root /etc/link; stat -c '%u:%g %a' /etc/sub; "
+                        "touch /etc/x 2>&1; grep ' /etc ' /proc/self/mountinfo",
+                        mounts=[{"destination": "/etc", "type": "tmpfs", "source": "tmpfs",
+                                 "options": ["tmpcopyup", "ro", "size=1m"]}],
+                        root__readonly=False)
+    assert r.returncode == 0, r.stderr
+    lines = out.splitlines()
+    assert lines[:3] == ["1", "7:8 755", "touch: /etc/x: Read-only file system"]
+    assert " - tmpfs " in lines[3] and "ro" in options_of(lines[3])
+
+
 # -- every option, on a bind and on a tmpfs --
 
 FLAG_OPTIONS = ["ro", "nosuid", "nodev", "noexec", "noatime", "nodiratime", "relatime"]
@@ -221,7 +239,7 @@ def test_rootfs_propagation(mc, mc_cmd, tmp_path, root_copy):
     ({"destination": "/x", "type": "ext4", "source": "/dev/sda1"}, "of type 'ext4'"),
     ({"destination": "/x", "type": "tmpfs", "source": "tmpfs", "options": ["bogus"]},
      "option 'bogus'"),
-    ({"destination": "/x", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup"]},
+    ({"destination": "/x", "type": "proc", "source": "proc", "options": ["tmpcopyup"]},
      "option 'tmpcopyup'"),
     ({"destination": "/proc/sys", "type": "bind", "source": "/tmp", "options": ["rbind"]},
      "mount /proc/sys"),

@@ -269,23 +269,72 @@ def mount_system(root_fd: int) -> None:
               NOSUID_NODEV_NOEXEC | MS_RDONLY)
 
 
-def _mount_at(root_fd, path, create, source, fstype, flags, data=None, propagation=()) -> None:
+def _mount_at(root_fd, path, create, source, fstype, flags, data=None, propagation=(),
+              copy_up=False) -> None:
     """A new filesystem mounted at `path` resolved inside the root, through its fd; a tmpfs
-    at /dev is then given the standard nodes and links (as runc does)."""
+    at /dev is then given the standard nodes and links (as runc does). copy_up (OCI
+    tmpcopyup): what the directory held is copied into the new tmpfs, read-only after."""
     fd = resolve(root_fd, path, create)
+    below = None
     try:
-        mount(source, fd_path(fd), fstype, flags, data)
+        if copy_up:  # still the directory under the tmpfs once that is mounted
+            below = os.open(fd_path(fd), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        mount(source, fd_path(fd), fstype, flags & ~MS_RDONLY if copy_up else flags, data)
     finally:
         os.close(fd)
-    if propagation or (path == "/dev" and fstype == "tmpfs"):
-        fd = resolve(root_fd, path)  # the new mount's root now
-        try:
-            for p in propagation:
-                mount(None, fd_path(fd), None, p)
-            if path == "/dev" and fstype == "tmpfs":
-                _fill_dev(fd)
-        finally:
-            os.close(fd)
+    if not (propagation or below is not None or path == "/dev" and fstype == "tmpfs"):
+        return
+    fd = resolve(root_fd, path)  # the new mount's root now
+    try:
+        if below is not None:
+            top = os.fstat(below)
+            _copy_tree(below, fd)
+            os.chown(fd_path(fd), top.st_uid, top.st_gid)
+            os.chmod(fd_path(fd), stat.S_IMODE(top.st_mode))
+            if flags & MS_RDONLY:
+                mount(None, fd_path(fd), None, MS_BIND | MS_REMOUNT | flags)
+        for p in propagation:
+            mount(None, fd_path(fd), None, p)
+        if path == "/dev" and fstype == "tmpfs":
+            _fill_dev(fd)
+    finally:
+        os.close(fd)
+        if below is not None:
+            os.close(below)
+
+
+def _copy_tree(src: int, dst: int) -> None:
+    """Copy the directory `src` into `dst` (fds) as `cp -a` would: files, directories,
+    symlinks (as links) and nodes, with owner, mode and times; nothing is followed."""
+    flags = os.O_NOFOLLOW | os.O_CLOEXEC
+    for name in os.listdir(src):
+        st = os.stat(name, dir_fd=src, follow_symlinks=False)
+        if stat.S_ISDIR(st.st_mode):
+            os.mkdir(name, 0o700, dir_fd=dst)
+            s = os.open(name, os.O_RDONLY | os.O_DIRECTORY | flags, dir_fd=src)
+            d = os.open(name, os.O_PATH | os.O_DIRECTORY | flags, dir_fd=dst)
+            try:
+                _copy_tree(s, d)
+            finally:
+                os.close(s)
+                os.close(d)
+        elif stat.S_ISREG(st.st_mode):
+            s = os.open(name, os.O_RDONLY | flags, dir_fd=src)
+            d = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | flags, 0o600, dir_fd=dst)
+            try:
+                while os.sendfile(d, s, None, 1 << 20):
+                    pass
+            finally:
+                os.close(s)
+                os.close(d)
+        elif stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(name, dir_fd=src), name, dir_fd=dst)
+        else:
+            os.mknod(name, st.st_mode, st.st_rdev, dir_fd=dst)
+        os.chown(name, st.st_uid, st.st_gid, dir_fd=dst, follow_symlinks=False)
+        if not stat.S_ISLNK(st.st_mode):
+            os.chmod(name, stat.S_IMODE(st.st_mode), dir_fd=dst)
+        os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dst, follow_symlinks=False)
 
 
 def _fill_dev(dev_fd: int) -> None:
@@ -316,7 +365,7 @@ def mount_user_mounts(root_fd: int, mounts) -> None:
                 os.close(fd)
         else:
             _mount_at(root_fd, m.target, "dir", m.source or m.kind,
-                      m.kind, flags, m.options or None, m.propagation)
+                      m.kind, flags, m.options or None, m.propagation, m.copy_up)
 
 
 def oci_extras(root_fd: int, devices) -> None:
