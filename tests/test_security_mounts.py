@@ -241,3 +241,14 @@ for path in ({str(dst / 'x')!r}, {str(dst / 'nested/x')!r}):
 """)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == [str(errno.EROFS)] * 2
+
+
+def test_volume_through_a_symlink_into_proc_is_refused(mc, evil, tmp_path):
+    """myproc -> /proc/sys: a volume there would cover the container's /proc/sys with a host
+    directory; refused (runc's CVE-2019-19921 check), nothing left."""
+    copy, _ = evil
+    os.symlink("/proc/sys", copy / "myproc")
+    r = mc("run", "-v", f"{tmp_path}:/myproc", str(copy), "true")
+    assert r.returncode == 125
+    assert r.stderr.strip() == ("minicontainer: mount target /myproc leads into /proc "
+                                "(/proc/sys) through a symlink: refused")

@@ -353,6 +353,7 @@ def mount_user_mounts(root_fd: int, mounts) -> None:
     """-v and --tmpfs mounts, the network's /etc/hosts and resolv.conf binds, and an OCI
     config's mounts: in the order given, each target resolved inside the root and made there
     if missing (in a read-only `run` root that fails: EROFS, said as such)."""
+    root = os.readlink(fd_path(root_fd)).rstrip("/")
     for m in mounts:
         flags = m.flags | (MS_RDONLY if m.readonly else 0)
         if m.kind == "bind":
@@ -360,6 +361,12 @@ def mount_user_mounts(root_fd: int, mounts) -> None:
                 raise ContainerError(f"volume source {m.source} does not exist on the host")
             fd = resolve(root_fd, m.target, "dir" if os.path.isdir(m.source) else "file")
             try:
+                inside = os.readlink(fd_path(fd))[len(root):]
+                if (inside + "/").startswith("/proc/") and not (m.target + "/").startswith("/proc/"):
+                    # runc's check against CVE-2019-19921: what the config puts under /proc
+                    # (oci.PROC_BINDS) is checked there, by its name, not through a symlink
+                    raise ContainerError(f"mount target {m.target} leads into /proc "
+                                         f"({inside}) through a symlink: refused")
                 bind(m.source, fd, m.recursive, flags, m.propagation)
             finally:
                 os.close(fd)
