@@ -362,7 +362,8 @@ def mount_user_mounts(root_fd: int, mounts) -> None:
             fd = resolve(root_fd, m.target, "dir" if os.path.isdir(m.source) else "file")
             try:
                 inside = os.readlink(fd_path(fd))[len(root):]
-                if (inside + "/").startswith("/proc/") and not (m.target + "/").startswith("/proc/"):
+                if (inside + "/").startswith("/proc/") and \
+                        not (m.target + "/").startswith("/proc/"):
                     # runc's check against CVE-2019-19921: what the config puts under /proc
                     # (oci.PROC_BINDS) is checked there, by its name, not through a symlink
                     raise ContainerError(f"mount target {m.target} leads into /proc "
