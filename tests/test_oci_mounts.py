@@ -320,3 +320,31 @@ def test_sysctl_validation():
         with pytest.raises(oci.Refused) as e:
             oci.check_sysctl({key: "1"}, own)
         assert key in str(e.value)
+
+
+# -- a real client: podman (with the workarounds of tests/test_podman.py) --
+
+from test_podman import podman, run_id, runtime_state_gone  # noqa: E402,F401  (a fixture)
+
+
+def test_podman_volumes_and_writes_reach_the_bundle_root(podman, state_root, tmp_path):
+    """What issue 10 saw lost: podman's volume, /etc/hosts, /etc/hostname and
+    /run/.containerenv are there
+    inside, and a file written in the container is still there when it starts again (its
+    writes reach root.path, podman's own overlay layer)."""
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    (vol / "from-host").write_text("hello\n")
+    r, cid = run_id(podman, "--name", "keeper", "--network", "none", "-v", f"{vol}:/data",
+                    "localhost/busybox", "sh", "-c",
+                    "cat /data/from-host; test -f /run/.containerenv && echo containerenv; "
+                    "grep -c -e ' /etc/hostname ' -e ' /etc/hosts ' /proc/self/mountinfo; "
+                    "echo kept > /kept")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["hello", "containerenv", "2"]  # podman's binds, both there
+    r = podman("start", "-a", "keeper")  # the same command again, in the same root
+    assert r.returncode == 0, r.stderr
+    r = podman("diff", "keeper")
+    assert "A /kept" in r.stdout, r.stdout
+    assert podman("rm", "keeper").returncode == 0
+    assert runtime_state_gone(state_root)
