@@ -12,6 +12,7 @@ import subprocess
 import pytest
 
 from test_lifecycle import make_bundle, oci_create, wait_for
+from test_podman import podman, run_id, runtime_state_gone  # noqa: F401  (podman: a fixture)
 
 
 @pytest.fixture
@@ -323,9 +324,6 @@ def test_sysctl_validation():
 
 
 # -- a real client: podman (with the workarounds of tests/test_podman.py) --
-
-from test_podman import podman, run_id, runtime_state_gone  # noqa: E402,F401  (a fixture)
-
 
 def test_podman_volumes_and_writes_reach_the_bundle_root(podman, state_root, tmp_path):
     """What issue 10 saw lost: podman's volume, /etc/hosts, /etc/hostname and
