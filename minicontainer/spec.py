@@ -52,13 +52,17 @@ class Mount(_Record):
 
 class Process(_Record):
     """What runs: argv, environment, working directory, user ('uid[:gid]' or a name, resolved
-    in the container's /etc/passwd), terminal (-t), stdin kept open (-i), and --init."""
+    in the container's /etc/passwd), terminal (-t), stdin kept open (-i), and --init.
+    args and env may carry non-UTF-8 bytes as Python's surrogateescape does (sys.argv):
+    os.execve gives the container the original bytes."""
 
     __slots__ = ("args", "env", "cwd", "user", "terminal", "interactive", "init", "rlimits",
-                 "umask")
-    # rlimits: [(resource number, soft, hard)] (OCI process.rlimits); umask: None keeps ours
+                 "umask", "preserve_fds")
+    # rlimits: [(resource number, soft, hard)] (OCI process.rlimits); umask: None keeps ours;
+    # preserve_fds: fds 3..3+N-1 stay open across execve (OCI --preserve-fds, LISTEN_FDS);
+    # every other fd but 0, 1 and 2 is closed
     _defaults = {"env": {}, "cwd": "/", "user": None, "terminal": False, "interactive": False,
-                 "init": False, "rlimits": [], "umask": None}
+                 "init": False, "rlimits": [], "umask": None, "preserve_fds": 0}
 
 
 class Root(_Record):

@@ -36,9 +36,9 @@ Long-running containers (docs/lifecycle.md):
   inspect CONTAINER...                    what is recorded about them, as JSON
 
 OCI runtime interface, as runc's (podman --runtime $(command -v minicontainer)):
-  create --bundle DIR [--pid-file F] [--console-socket S] ID
+  create --bundle DIR [--pid-file F] [--console-socket S] [--preserve-fds N] ID
   start ID   state ID   kill ID [SIGNAL] [--all]   delete [--force] ID
-  exec --process P.json [--detach] [--pid-file F] [--console-socket S] ID
+  exec --process P.json [--detach] [--pid-file F] [--console-socket S] [--preserve-fds N] ID
   pause ID   resume ID   ps [--format table|json] ID [-- PS_ARGS]
   update [-r FILE|-] [--memory N] [--cpu-quota N] ... ID
   events [--stats] [--interval 5s] ID

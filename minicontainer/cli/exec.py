@@ -1,7 +1,8 @@
 """`minicontainer exec`: run a command in a running container. docker's form and runc's:
 
     exec [-i] [-t] [-d] [-e K=V] [-u USER] [-w DIR] CONTAINER COMMAND [ARG...]
-    exec --process P.json [--detach] [--pid-file F] [--console-socket S] ID   (OCI, as runc)
+    exec --process P.json [--detach] [--pid-file F] [--console-socket S] [--preserve-fds N] ID
+                                                                     (OCI, as runc)
 
 Without --process the command gets the container's own environment, user, working directory,
 capabilities and no_new_privs (from its record), changed by the flags given (runc's too:
@@ -14,7 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from minicontainer.cli._common import parser, store
+from minicontainer.cli._common import kept_fds, parser, store
 from minicontainer.errors import ContainerError, UsageError
 
 
@@ -36,6 +37,8 @@ def main(args: list[str], root: str | None) -> int:
     p.add_argument("--no-new-privs", action="store_true", help="set no_new_privs")
     p.add_argument("--process-label", default="", help="SELinux label: refused unless empty")
     p.add_argument("--apparmor", default="", help="AppArmor profile: refused unless empty")
+    p.add_argument("--preserve-fds", type=int, default=0, metavar="N",
+                   help="the process keeps fds 3..3+N-1 (any other is closed), as runc")
     p.add_argument("container")
     p.add_argument("command", nargs=argparse.REMAINDER)
     opts = p.parse_args(args)
@@ -71,13 +74,9 @@ def main(args: list[str], root: str | None) -> int:
     else:
         if not opts.command:
             raise UsageError("exec: no command given: minicontainer exec CONTAINER COMMAND")
-        env = dict(defaults.get("env") or {})
-        for item in opts.env:
-            key, eq, value = item.partition("=")
-            if eq:
-                env[key] = value
-            elif key in os.environ:
-                env[key] = os.environ[key]
+        from minicontainer.cli.flags import env_of
+
+        env = {**(defaults.get("env") or {}), **env_of(opts.env)}
         proc = Process(args=opts.command, env=env, cwd=opts.workdir or defaults.get("cwd") or "/",
                        user=opts.user if opts.user is not None else defaults.get("user"),
                        terminal=opts.tty, interactive=opts.interactive)
@@ -98,6 +97,7 @@ def main(args: list[str], root: str | None) -> int:
                 capabilities=frozenset(defaults.get("capabilities", ())) | added,
                 no_new_privs=defaults.get("no_new_privs", True) or opts.no_new_privs,
                 privileged=defaults.get("privileged", False))
+    proc.preserve_fds = kept_fds(opts.preserve_fds)
     if proc.terminal and opts.detach and not opts.console_socket:
         raise ContainerError("exec -d -t needs --console-socket: nobody would hold the pty")
     from minicontainer.runtime.exec import exec_in

@@ -56,11 +56,12 @@ def parse(args: list[str], flags: dict, repeatable=()) -> tuple[dict, list[str]]
 
 
 def env_of(items: list[str]) -> dict:
-    """-e KEY=VALUE sets, -e KEY takes the host's value (skipped when the host has none)."""
+    """-e KEY=VALUE sets, -e KEY takes the host's value (skipped when the host has none).
+    Keys are checked where every front end's are (runtime/launch.check_env)."""
     env = {}
     for item in items:
         key, eq, value = item.partition("=")
-        if not key:
+        if not key:  # `-e =x` or `-e ""`: nothing to name
             raise UsageError(f"invalid environment variable: {item!r}")
         if eq:
             env[key] = value

@@ -130,7 +130,7 @@ def build_spec(opts: dict, positionals: list[str]) -> ContainerSpec:
                         interactive=bool(opts.get("interactive")),
                         init=bool(opts.get("init"))),
         hostname=opts.get("hostname"),
-        name=_check_name(opts.get("name")),
+        name=opts.get("name"),  # checked by the state store, for every front end
         mounts=mounts,
         namespaces=namespaces,
         security=_security(opts),
@@ -146,15 +146,6 @@ def _resources(opts: dict):
     from minicontainer.cli import resources
 
     return resources.build(opts)
-
-
-def _check_name(name: str | None) -> str | None:
-    if name is None:
-        return None
-    ok = name and name[0].isalnum() and all(c.isalnum() or c in "_.-" for c in name)
-    if not ok:
-        raise UsageError(f'invalid container name "{name}": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed')
-    return name
 
 
 def _parse_volume(spec: str) -> Mount:

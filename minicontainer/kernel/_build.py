@@ -86,6 +86,12 @@ ffibuilder.cdef(
     int mc_mount_setattr(int dirfd, const char *path, unsigned int flags,
                          unsigned long long attr_set, unsigned long long attr_clr,
                          unsigned long long propagation);
+
+    /* descriptors and exec hardening (runtime/process.py, runtime/exec.py) */
+    #define CLOSE_RANGE_CLOEXEC ...
+    #define PR_SET_DUMPABLE ...
+    #define CLONE_PARENT ...
+    int mc_close_range(unsigned int first, unsigned int last, unsigned int flags);
     """
 )
 
@@ -144,7 +150,8 @@ ffibuilder.set_source(
         PyGILState_STATE gil = PyGILState_Ensure();
         memset(&args, 0, sizeof args);
         args.flags = flags;
-        args.exit_signal = SIGCHLD;
+        /* With CLONE_PARENT the child signals our parent as we would: clone3 wants 0 here. */
+        args.exit_signal = (flags & CLONE_PARENT) ? 0 : SIGCHLD;
         if (cgroup_fd >= 0) {
             args.flags |= MC_CLONE_INTO_CGROUP;
             args.cgroup = (uint64_t)cgroup_fd;
@@ -301,6 +308,15 @@ ffibuilder.set_source(
         struct { uint64_t attr_set, attr_clr, propagation, userns_fd; } attr =
             { attr_set, attr_clr, propagation, 0 };
         return (int)syscall(SYS_mount_setattr, dirfd, path, flags, &attr, sizeof attr);
+    }
+
+    /* descriptors and exec hardening: close_range(2) with its flags (os.closerange has none;
+       CLOSE_RANGE_CLOEXEC marks instead of closing, so the error pipe stays open up to the
+       execve that closes it). glibc 2.34 has a wrapper, older headers not even the flag. */
+    #include <linux/close_range.h>
+    static int mc_close_range(unsigned int first, unsigned int last, unsigned int flags)
+    {
+        return syscall(SYS_close_range, first, last, flags);
     }
     """,
     # PyOS_BeforeFork and friends are not in the limited C API.

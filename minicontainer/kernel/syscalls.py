@@ -43,6 +43,11 @@ PR_SET_CHILD_SUBREAPER = lib.PR_SET_CHILD_SUBREAPER
 PR_CAP_AMBIENT = lib.PR_CAP_AMBIENT
 PR_CAP_AMBIENT_CLEAR_ALL = lib.PR_CAP_AMBIENT_CLEAR_ALL
 PR_SET_KEEPCAPS = lib.PR_SET_KEEPCAPS
+PR_SET_DUMPABLE = lib.PR_SET_DUMPABLE
+
+# clone3: the child's parent is our parent (exec's visible child belongs to the runtime)
+CLONE_PARENT = lib.CLONE_PARENT
+CLOSE_RANGE_CLOEXEC = lib.CLOSE_RANGE_CLOEXEC
 
 NAMESPACE_FLAGS = {
     "mnt": CLONE_NEWNS,
@@ -58,6 +63,7 @@ NAMESPACE_FLAGS = {
 TRACE = bool(os.environ.get("MINICONTAINER_TRACE"))
 
 _CLONE_NAMES = {v: f"CLONE_NEW{k.upper() if k != 'mnt' else 'NS'}" for k, v in NAMESPACE_FLAGS.items()}
+_CLONE_NAMES[CLONE_PARENT] = "CLONE_PARENT"
 _MOUNT_NAMES = {MS_RDONLY: "MS_RDONLY", MS_NOSUID: "MS_NOSUID", MS_NODEV: "MS_NODEV",
                 MS_NOEXEC: "MS_NOEXEC", MS_REMOUNT: "MS_REMOUNT", MS_BIND: "MS_BIND",
                 MS_MOVE: "MS_MOVE", MS_REC: "MS_REC", MS_PRIVATE: "MS_PRIVATE",
@@ -65,11 +71,12 @@ _MOUNT_NAMES = {MS_RDONLY: "MS_RDONLY", MS_NOSUID: "MS_NOSUID", MS_NODEV: "MS_NO
 _UMOUNT_NAMES = {MNT_DETACH: "MNT_DETACH"}
 _PRCTL_NAMES = {PR_SET_PDEATHSIG: "PR_SET_PDEATHSIG", PR_SET_NO_NEW_PRIVS: "PR_SET_NO_NEW_PRIVS",
                 PR_CAP_AMBIENT: "PR_CAP_AMBIENT", PR_SET_KEEPCAPS: "PR_SET_KEEPCAPS",
-                PR_SET_CHILD_SUBREAPER: "PR_SET_CHILD_SUBREAPER"}
+                PR_SET_CHILD_SUBREAPER: "PR_SET_CHILD_SUBREAPER", PR_SET_DUMPABLE: "PR_SET_DUMPABLE"}
 # (call, argument index) -> how to spell that argument in a trace
 _FLAG_ARGS = {("unshare", 0): _CLONE_NAMES, ("clone3", 0): _CLONE_NAMES,
               ("setns", 1): _CLONE_NAMES, ("mount", 3): _MOUNT_NAMES,
-              ("umount2", 1): _UMOUNT_NAMES, ("prctl", 0): _PRCTL_NAMES}
+              ("umount2", 1): _UMOUNT_NAMES, ("prctl", 0): _PRCTL_NAMES,
+              ("close_range", 2): {CLOSE_RANGE_CLOEXEC: "CLOSE_RANGE_CLOEXEC"}}
 
 
 class SyscallError(OSError):
@@ -137,7 +144,9 @@ def _call(name: str, rc: int, *args) -> int:
 
 
 def _c(s: str | None):
-    return ffi.NULL if s is None else s.encode()
+    """Paths and arguments are bytes to the kernel: a non-UTF-8 name (carried in a str by
+    Python's surrogateescape) goes back to its own bytes."""
+    return ffi.NULL if s is None else os.fsencode(s)
 
 
 def unshare(flags: int) -> None:
@@ -150,16 +159,16 @@ def setns(fd: int, nstype: int = 0) -> None:
 
 def mount(source: str | None, target: str, fstype: str | None = None, flags: int = 0,
           data: str | None = None) -> None:
-    rc = lib.mount(_c(source), target.encode(), _c(fstype), flags, _c(data))
+    rc = lib.mount(_c(source), _c(target), _c(fstype), flags, _c(data))
     _call("mount", rc, source, target, fstype, flags, data)
 
 
 def umount2(target: str, flags: int = 0) -> None:
-    _call("umount2", lib.umount2(target.encode(), flags), target, flags)
+    _call("umount2", lib.umount2(_c(target), flags), target, flags)
 
 
 def pivot_root(new_root: str, put_old: str) -> None:
-    _call("pivot_root", lib.mc_pivot_root(new_root.encode(), put_old.encode()), new_root, put_old)
+    _call("pivot_root", lib.mc_pivot_root(_c(new_root), _c(put_old)), new_root, put_old)
 
 
 def fork(flags: int = 0, cgroup_fd: int = -1) -> int:
@@ -170,7 +179,7 @@ def fork(flags: int = 0, cgroup_fd: int = -1) -> int:
 
 
 def sethostname(name: str) -> None:
-    raw = name.encode()
+    raw = _c(name)
     _call("sethostname", lib.sethostname(raw, len(raw)), name)
 
 
@@ -185,7 +194,7 @@ def loopback_up() -> None:
 def open_pty(ptmx: str) -> tuple[int, int]:
     """Open a pty pair from the devpts instance whose ptmx is given; returns (master, slave)."""
     fds = ffi.new("int[2]")
-    _call("open_pty", lib.mc_open_pty(ptmx.encode(), fds, fds + 1), ptmx)
+    _call("open_pty", lib.mc_open_pty(_c(ptmx), fds, fds + 1), ptmx)
     return fds[0], fds[1]
 
 
@@ -242,3 +251,9 @@ def mount_setattr(fd: int, attr_set: int, attr_clr: int = 0, propagation: int = 
     flags = 0x1000 | (AT_RECURSIVE if recursive else 0)  # AT_EMPTY_PATH
     rc = lib.mc_mount_setattr(fd, b"", flags, attr_set, attr_clr, propagation)
     _call("mount_setattr", rc, fd, flags, attr_set, attr_clr, propagation)
+
+
+def close_range(first: int, last: int = 0xFFFFFFFF, flags: int = 0) -> None:
+    """close_range(2): every fd from first to last (default: all the rest), or with
+    CLOSE_RANGE_CLOEXEC marks them close-on-exec instead."""
+    _call("close_range", lib.mc_close_range(first, last, flags), first, last, flags)

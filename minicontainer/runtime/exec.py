@@ -1,18 +1,29 @@
 """exec: run one more process inside a running container.
 
-    parent (the runtime)                        child (joins the container)
-    setns(pid namespace of the container)
-    clone3 into the container's cgroup   ──>    born in its pid namespace and cgroup
-                                                setns: cgroup, ipc, uts, net, then mnt,
-                                                chroot to the container's root (its first
-                                                process's /proc/PID/root)
-                                                -t: a pty from the container's devpts
-                                                user, env, rlimits, caps, no_new_privs
-    read the error pipe  <── one line / EOF ──  execve
+A process born in the container's pid namespace can be seen from inside at once, and
+/proc/PID/root, cwd, exe and fd/ of it lead wherever it stands: if it still had the host's
+root, a working directory or a descriptor on the host, a container process could walk
+through them (runc's CVE-2019-5736 started so). So the process is made in two steps, as runc
+does, and is born with nothing of the host but the interpreter's image (docs/security.md):
+
+    runtime (host)                 intermediate (host pid namespace:  the process (container's
+                                   not visible from the container)    pid namespace: visible)
+    open the container's namespaces and its root; check it is still the same container
+    clone3 into its cgroup   ──>   non-dumpable (inherited by the child until its execve)
+                                   setns cgroup, ipc, uts, net, mnt; chroot to the root of
+                                   the container's first process; close every host fd
+                                   -t: a pty from the container's devpts
+                                   user, env, rlimits, umask
+                                   setns(pid), for its children only
+                                   drop privileges, chdir, find the command
+                                   clone3(CLONE_PARENT) ───────────>  born a child of the
+                                   write the child's pid, exit        runtime, in the container
+    read the pid, reap the intermediate                               -t: session leader
+    read the error pipe  <──── one line / EOF (execve) ─────────────  close_range, execve
     wait and relay (or, detached, leave it to whoever reaps orphans: conmon for podman)
 
-The mount namespace is joined last: after it the host's files (Python's own modules too)
-are out of reach, so everything the child needs is imported before.
+Everything the two children need is imported before: after setns(mnt) the host's files
+(Python's own modules too) are out of reach.
 """
 from __future__ import annotations
 
@@ -23,10 +34,11 @@ import _signal
 from minicontainer.errors import BY_KIND, ContainerError
 from minicontainer.kernel import caps, syscalls  # noqa: F401  caps: prctl, before setns(mnt)
 from minicontainer.runtime import process, terminal
-from minicontainer.runtime.launch import FORWARDED_SIGNALS, _read_all, _report, _wait
+from minicontainer.runtime.launch import FORWARDED_SIGNALS, _read_all, _report, _wait, check_env
 from minicontainer.runtime.state import signal_process as _kill
 
-# The order of setns: mnt last (see above); pid is joined by the parent, before fork.
+# The order of setns: mnt last of those joined at once (after it the host's files are out of
+# reach); pid alone, later: it applies to the intermediate's children only.
 JOIN_ORDER = ("cgroup", "ipc", "uts", "net", "mnt")
 
 
@@ -37,39 +49,59 @@ def exec_in(container, proc, security, detach: bool = False, pid_file: str | Non
     status = container.status()
     if status not in ("created", "running"):
         raise ContainerError(f'cannot exec in container "{container.id}": it is {status}')
+    check_env(proc.env)
     pid = container.record["pid"]
     namespaces = _namespace_fds(pid)
-    # The container's root as its first process has it: after chroot (create --no-pivot, run
-    # --chroot) the mount namespace's own root is still the host's tree, and setns(mnt)
-    # alone would land the new process there.
-    root_fd = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     cgroup = next((v for k, v in container.owned() if k == "cgroup"), None)
-    cgroup_fd = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) \
-        if cgroup and os.path.isdir(cgroup) else -1
-    hostname = (container.record.get("exec") or {}).get("hostname") or container.id[:12]
-    winsize = terminal.terminal_size() if proc.terminal and not console_socket else None
-    channel = terminal.MasterChannel() if proc.terminal else None
-    err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    if "pid" in namespaces:
-        syscalls.setns(namespaces.pop("pid"), syscalls.CLONE_NEWPID)  # for our children
-    child = syscalls.fork(0, cgroup_fd)
-    if child == 0:
-        os.close(err_r)
-        _child(proc, security, namespaces, root_fd, hostname, winsize, err_w, channel)
+    fds = list(namespaces.values())
+    try:
+        # The root of the container's first process: after setns(mnt) ours is the mount
+        # namespace's, which for a --chroot container is still the whole host tree.
+        root = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        fds.append(root)
+        if not container.alive():  # its pid may have gone to another process meanwhile
+            raise ContainerError(f"the container's process {pid} is gone")
+        cgroup_fd = -1
+        if cgroup and os.path.isdir(cgroup):
+            cgroup_fd = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            fds.append(cgroup_fd)
+        hostname = (container.record.get("exec") or {}).get("hostname") or container.id[:12]
+        winsize = terminal.terminal_size() if proc.terminal and not console_socket else None
+        channel = terminal.MasterChannel() if proc.terminal else None
+        err_r, err_w = os.pipe()  # both children -> runtime: why it failed; EOF at execve
+        pid_r, pid_w = os.pipe()  # intermediate -> runtime: the pid of the process
+        intermediate = syscalls.fork(0, cgroup_fd)
+        if intermediate == 0:
+            os.close(err_r)
+            os.close(pid_r)
+            _intermediate(proc, security, namespaces, root, hostname, winsize, err_w, pid_w,
+                          channel)
+    finally:
+        for fd in fds:
+            os.close(fd)
     os.close(err_w)
-    for fd in [*namespaces.values(), root_fd] + ([cgroup_fd] if cgroup_fd >= 0 else []):
-        os.close(fd)
+    os.close(pid_w)
+    child = None
+    waiting = [intermediate]  # what to kill and reap if we are interrupted
     try:
         master = channel.receive() if channel else None
+        child = int(_read_all(pid_r) or 0) or None
+        if child:
+            waiting.append(child)
+        _, how = os.waitpid(intermediate, 0)
+        waiting.remove(intermediate)
         failure = _read_all(err_r)
     except BaseException:
-        _kill(child, _signal.SIGKILL)
-        os.waitpid(child, 0)
+        for p in waiting:
+            _kill(p, _signal.SIGKILL)
+            os.waitpid(p, 0)
         raise
-    if failure:
-        os.waitpid(child, 0)
+    if failure or child is None:
+        if child:
+            os.waitpid(child, 0)
         kind, _, message = failure.decode(errors="replace").partition("\n")
-        raise BY_KIND.get(kind, ContainerError)(message)
+        raise BY_KIND.get(kind, ContainerError)(
+            message or f"exec failed: status {os.waitstatus_to_exitcode(how)}")
     if pid_file:
         from minicontainer.runtime.launch import _write_file
 
@@ -103,18 +135,28 @@ def _namespace_fds(pid: int) -> dict[str, int]:
     return fds
 
 
-def _child(proc, security, namespaces, root_fd, hostname, winsize, err_w, channel) -> None:
-    """Never returns: joins, drops privileges, execs (or reports why not and exits)."""
+def _intermediate(proc, security, namespaces, root, hostname, winsize, err_w, pid_w,
+                  channel) -> None:
+    """Never returns: enters the container but its pid namespace, then forks the process
+    that runs the command there (see the module's docstring), or reports why not."""
     try:
+        syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
         for ns in JOIN_ORDER:
             if ns in namespaces:
                 syscalls.setns(namespaces[ns], syscalls.NAMESPACE_FLAGS[ns])
-                os.close(namespaces[ns])
-        os.fchdir(root_fd)  # into the container's root (a no-op change after pivot_root)
+        syscalls.note("fchdir(root of the container's first process), chroot(\".\")")
+        os.fchdir(root)
         os.chroot(".")
-        os.close(root_fd)
+        os.chdir("/")
+        # Only these survive: no host directory, file or namespace reaches the container.
+        keep = [err_w, pid_w, *range(3, 3 + proc.preserve_fds)]
+        if "pid" in namespaces:
+            keep.append(namespaces["pid"])
+        if channel:
+            keep.append(channel.child.fileno())
+        _close_all_but(keep)
         if not proc.interactive and not proc.terminal:
-            null = os.open("/dev/null", os.O_RDONLY)
+            null = os.open("/dev/null", os.O_RDONLY)  # the container's
             os.dup2(null, 0)
             os.close(null)
         slave = None
@@ -123,12 +165,13 @@ def _child(proc, security, namespaces, root_fd, hostname, winsize, err_w, channe
             channel.send(master)
         user = process.resolve_user(proc.user)
         env = process.build_env(proc.env, hostname, user, proc.terminal)
-        if slave is not None:
-            terminal.become_session_leader(slave)
         if proc.rlimits:
             process.set_rlimits(proc.rlimits)
         if proc.umask is not None:
             os.umask(proc.umask)
+        if "pid" in namespaces:
+            syscalls.setns(namespaces["pid"], syscalls.CLONE_NEWPID)
+            os.close(namespaces["pid"])
         process.drop_privileges(user, security)
         try:
             os.chdir(proc.cwd or "/")
@@ -136,7 +179,12 @@ def _child(proc, security, namespaces, root_fd, hostname, winsize, err_w, channe
             raise ContainerError(f"cannot change to the working directory {proc.cwd}: "
                                  f"{e.strerror}") from None
         path = process.find_executable(proc.args[0], env.get("PATH", ""))
-        process.exec_command(path, proc.args, env)
+        child = syscalls.fork(syscalls.CLONE_PARENT)
+        if child == 0:
+            os.close(pid_w)
+            _visible(path, proc, env, slave, err_w)
+        os.write(pid_w, str(child).encode())
+        os._exit(0)
     except ContainerError as e:
         _report(err_w, type(e).__name__, str(e))
         os._exit(e.exit_code)
@@ -144,3 +192,29 @@ def _child(proc, security, namespaces, root_fd, hostname, winsize, err_w, channe
         _report(err_w, "ContainerError", f"{type(e).__name__}: {e}" if not
                 isinstance(e, OSError) else str(e))
     os._exit(125)
+
+
+def _visible(path, proc, env, slave, err_w) -> None:
+    """The process in the container, from its birth to execve. Never returns."""
+    try:
+        if slave is not None:
+            terminal.become_session_leader(slave)
+        process.exec_command(path, proc.args, env, proc.preserve_fds)
+    except ContainerError as e:
+        _report(err_w, type(e).__name__, str(e))
+        os._exit(e.exit_code)
+    except BaseException as e:
+        _report(err_w, "ContainerError", f"{type(e).__name__}: {e}" if not
+                isinstance(e, OSError) else str(e))
+    os._exit(125)
+
+
+def _close_all_but(keep: list[int]) -> None:
+    """Close every fd above 2 but those in `keep`: a close_range per gap between them."""
+    low = 3
+    for fd in sorted(set(keep)):
+        if fd >= low:
+            if fd > low:
+                syscalls.close_range(low, fd - 1)
+            low = fd + 1
+    syscalls.close_range(low)

@@ -35,7 +35,7 @@ import select
 
 import _signal  # the C module under `signal`, which would import enum (~3 ms) on every run
 
-from minicontainer.errors import BY_KIND, ContainerError
+from minicontainer.errors import BY_KIND, ContainerError, UsageError
 from minicontainer.kernel import syscalls
 from minicontainer.runtime import cgroups, process, rootfs
 from minicontainer.runtime.state import StateStore, signal_process as _kill
@@ -82,7 +82,36 @@ def _check_spec(spec) -> None:
         raise ContainerError(f"rootfs {path} {what}")
     if not spec.process.args:
         raise ContainerError("no command given")
+    if spec.hostname is not None:
+        check_hostname(spec.hostname)
+    check_env(spec.process.env)
     cgroups.check(spec)  # limits this host cannot enforce are refused here, before anything
+
+
+_HOSTNAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-")
+
+
+def check_hostname(name: str) -> None:
+    """RFC 1123: dot-separated labels of letters, digits and inner hyphens, 64 bytes in all
+    (the kernel's limit). The kernel would take any bytes; /etc/hosts and the network's
+    lease files, which hold it on one line, would not."""
+    labels = name.split(".")
+    if not (0 < len(name) <= 64 and all(
+            0 < len(label) <= 63 and label[0] != "-" and label[-1] != "-" and
+            all(c in _HOSTNAME_CHARS for c in label) for label in labels)):
+        raise UsageError(f"invalid hostname {name!r}: want at most 64 characters, letters, "
+                         "digits, inner '-' and '.' between labels (RFC 1123)")
+
+
+def check_env(env: dict) -> None:
+    """What execve can carry and `env` reads back as one variable: a key that is not empty,
+    has no '=' and no control character (a newline in one would read as two variables), a
+    value without NUL. Any other bytes pass through, as with docker."""
+    for key, value in env.items():
+        if not key or "=" in key or any(c < " " or c == "\x7f" for c in key) or \
+                "\0" in value:
+            raise UsageError(f"invalid environment variable {key!r}: a name must be "
+                             "non-empty, without '=' or control characters; a value without NUL")
 
 
 def _launch(spec, container, unblocked) -> int:
@@ -209,10 +238,12 @@ def _shim(spec, container, report_w: int) -> None:
         try:
             pid, master, alive_w = _spawn(spec, container, _How(foreground=False, log_fd=log_fd))
         except BaseException as e:
-            _report(report_w, type(e).__name__ if isinstance(e, ContainerError) else
-                    "ContainerError", str(e))
-            os.close(report_w)
-            container.remove()
+            try:
+                container.remove()  # first: `run -d` returns knowing nothing is left
+            finally:
+                _report(report_w, type(e).__name__ if isinstance(e, ContainerError) else
+                        "ContainerError", str(e))
+                os.close(report_w)
             os._exit(125)
         container.update(status="running")
         os.close(report_w)  # EOF: `run -d` prints the id and returns
@@ -316,6 +347,10 @@ def _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console,
         # inside the --init's command child, before its execve: the default instead.
         _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
         syscalls.prctl(syscalls.PR_SET_PDEATHSIG, _signal.SIGKILL)
+        # Until execve (which makes it dumpable again) no process of the container may open
+        # our /proc/PID/exe (the host's Python), fd/ or environ: an `exec` while `create`
+        # waits for `start`, or --init's PID 1, which never execs, would otherwise allow it.
+        syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
         if _parent_gone(alive_r):
             os._exit(125)
         if not spec.process.interactive and not spec.process.terminal:
@@ -397,7 +432,7 @@ def _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console,
         if spec.process.init:
             _run_as_init(path, spec.process.args, env, err_w, slave is not None, unblocked)
         _signal.pthread_sigmask(_signal.SIG_SETMASK, unblocked)  # see _spawn
-        process.exec_command(path, spec.process.args, env)
+        process.exec_command(path, spec.process.args, env, spec.process.preserve_fds)
     except ContainerError as e:
         _report(err_w, type(e).__name__, str(e))
         os._exit(e.exit_code)
@@ -442,7 +477,7 @@ def _run_as_init(path, args, env, err_w, has_terminal: bool, unblocked) -> None:
     # PID 1 never execs, so nothing close-on-exec closes for it: drop every inherited fd (the
     # error pipe, `run -d`'s report pipe, a held port, a netlink socket), or whoever waits
     # for one of them to close would wait for as long as the container runs.
-    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+    syscalls.close_range(3)
     os._exit(syscalls.init_supervise(child))
 
 
@@ -450,9 +485,10 @@ def _report(err_w: int, kind: str, message: str) -> None:
     """Tell the runtime why we failed; once nobody reads the pipe (after `start`), stderr."""
     try:
         if err_w < 0:
-            os.write(2, f"minicontainer: {message}\n".encode())
+            os.write(2, f"minicontainer: {message}\n".encode(errors="surrogateescape"))
         else:
-            os.write(err_w, f"{kind}\n{message}".encode())
+            # surrogateescape: a command or path that is not UTF-8 goes back to its bytes
+            os.write(err_w, f"{kind}\n{message}".encode(errors="surrogateescape"))
     except OSError:
         pass
 

@@ -120,11 +120,22 @@ def set_rlimits(rlimits) -> None:
             raise ContainerError(f"cannot set rlimit {kind} to {soft}:{hard}: {e}") from None
 
 
-def exec_command(path: str, args: list[str], env: dict) -> None:
+def close_inherited_fds(preserve: int = 0) -> None:
+    """The command gets fds 0, 1 and 2, plus 3..3+preserve-1 when asked (OCI --preserve-fds,
+    LISTEN_FDS): every other fd, whatever opened it (a directory on the host's / left open
+    by whoever called us, say), is marked close-on-exec, in one syscall. Marked, not closed:
+    the error pipe must stay open up to the execve that closes it."""
+    for fd in range(3, 3 + preserve):
+        os.set_inheritable(fd, True)
+    syscalls.close_range(3 + preserve, flags=syscalls.CLOSE_RANGE_CLOEXEC)
+
+
+def exec_command(path: str, args: list[str], env: dict, preserve_fds: int = 0) -> None:
     # Python starts with SIGPIPE and SIGXFSZ ignored, and an ignored signal stays ignored
     # across execve: give the command the defaults any shell would (`yes | head` must end).
     _signal.signal(_signal.SIGPIPE, _signal.SIG_DFL)
     _signal.signal(_signal.SIGXFSZ, _signal.SIG_DFL)
+    close_inherited_fds(preserve_fds)
     syscalls.note(f"execve({path!r}, {args!r})")
     try:
         os.execve(path, args, env)

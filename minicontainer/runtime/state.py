@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 import time
 
-from minicontainer.errors import ContainerError
+from minicontainer.errors import ContainerError, UsageError
 
 DEFAULT_ROOT = "/run/minicontainer"
 
@@ -68,13 +68,18 @@ def process_start_time(pid: int | None) -> str | None:
 
 def _json(value) -> str:
     """A tiny JSON encoder for str/int/bool/None/list/dict: `import json` costs milliseconds
-    on the start-up path, and these records hold nothing else."""
+    on the start-up path, and these records hold nothing else.
+
+    A command, an environment value or a path may hold bytes that are not UTF-8: Python
+    carries each as a lone surrogate (surrogateescape, as in sys.argv). Those are written as
+    \\udcXX escapes, which json.load reads back into the same str, so `exec` hands the
+    container the same bytes again (os.execve encodes them back)."""
     if isinstance(value, str):
         out = []
         for ch in value:
             if ch in '"\\':
                 out.append("\\" + ch)
-            elif ord(ch) < 0x20:
+            elif ord(ch) < 0x20 or 0xD800 <= ord(ch) <= 0xDFFF:
                 out.append(f"\\u{ord(ch):04x}")
             else:
                 out.append(ch)
@@ -90,6 +95,28 @@ def _json(value) -> str:
     if isinstance(value, dict):
         return "{" + ", ".join(f"{_json(str(k))}: {_json(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+# Names and ids are file names here (names/<name>, containers/<id>): NAME_MAX bytes at most.
+NAME_MAX = 255
+_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+
+
+def check_name(name: str) -> None:
+    """A container name: ASCII [a-zA-Z0-9][a-zA-Z0-9_.-]*, as docker's (str.isalnum would let
+    any unicode letter through), short enough to be a file name."""
+    if not (name and len(name) <= NAME_MAX and name[0] in _ALNUM and
+            all(c in _ALNUM or c in "_.-" for c in name)):
+        raise UsageError(f"invalid container name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] "
+                         f"are allowed, at most {NAME_MAX} characters")
+
+
+def check_id(cid: str) -> None:
+    """An OCI container id, as runc takes them: ASCII [A-Za-z0-9_+.-], not . or .."""
+    if not (cid and len(cid) <= NAME_MAX and cid not in (".", "..") and
+            all(c in _ALNUM or c in "_+.-" for c in cid)):
+        raise UsageError(f"invalid container id {cid!r}: only [A-Za-z0-9_+.-] are allowed, "
+                         f"at most {NAME_MAX} characters")
 
 
 def remove_tree(path: str) -> None:
@@ -131,7 +158,7 @@ class Container:
         processes see the old record or the new one, never half of one."""
         self.record.update(fields)
         path = os.path.join(self.dir, "state.json")
-        with open(path + ".new", "w") as f:
+        with open(path + ".new", "w", encoding="utf-8") as f:
             f.write(_json(self.record) + "\n")
         os.rename(path + ".new", path)
 
@@ -240,11 +267,16 @@ class StateStore:
                mode: str = "run", **extra) -> Container:
         """Record a new container, then reserve its name, then make its directories:
         the record comes first so that a crash at any later step is found by gc.
-        cid: the caller's id (OCI create), else a random one; extra: more record fields."""
-        containers = os.path.join(self.root, "containers")
-        os.makedirs(containers, mode=0o700, exist_ok=True)
+        cid: the caller's id (OCI create), else a random one; extra: more record fields.
+        A bad name or id is refused before anything is made."""
+        if name is not None:
+            check_name(name)
         if cid is None:
             cid = os.urandom(32).hex()
+        else:
+            check_id(cid)
+        containers = os.path.join(self.root, "containers")
+        os.makedirs(containers, mode=0o700, exist_ok=True)
         container = Container(self, cid, name)
         try:
             os.mkdir(container.dir, 0o700)
@@ -263,7 +295,11 @@ class StateStore:
             **extra,
         }
         container.record = {}
-        container.update(**record)
+        try:
+            container.update(**record)
+        except BaseException:  # no record, no gc: this directory would stay forever
+            remove_tree(container.dir)
+            raise
         if name:
             self._reserve_name(container)
         for d in (container.upper, container.work, container.rootfs):
