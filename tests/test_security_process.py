@@ -193,7 +193,9 @@ def test_exec_never_shows_the_host(mc, mc_cmd, rootfs, probes, host_dir, caps):
                 assert set(pool.map(one, range(EXECS))) == {0}
         finally:
             os.close(fd)
-        assert mc("exec", "watched", "touch", "/tmp/stop").returncode == 0
+        # (the watcher, PID 1, may see the file and exit before `touch` does: the pid
+        # namespace's end then kills `touch`, and that is no failure)
+        assert mc("exec", "watched", "touch", "/tmp/stop").returncode in (0, 137)
         assert wait_for(lambda: "pids " in mc("logs", "watched").stdout, 30)
         out = mc("logs", "watched").stdout
     finally:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 
 import _signal
+import prctl  # python-prctl, loaded by kernel.caps already
 
 from minicontainer.errors import BY_KIND, ContainerError
 from minicontainer.kernel import caps, syscalls  # noqa: F401  caps: prctl, before setns(mnt)
@@ -141,6 +142,9 @@ def _intermediate(proc, security, namespaces, root, hostname, winsize, err_w, pi
     that runs the command there (see the module's docstring), or reports why not."""
     try:
         syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
+        # /proc/PID/cmdline is readable by anyone, dumpable or not: the runtime's command line
+        # (the host's paths to its interpreter, state root, bundle) is not the container's.
+        prctl.set_proctitle("minicontainer exec")
         for ns in JOIN_ORDER:
             if ns in namespaces:
                 syscalls.setns(namespaces[ns], syscalls.NAMESPACE_FLAGS[ns])

@@ -9,6 +9,8 @@
    DEV:INO   files and directories of the host (its /, the marker's directory, the
              interpreter the runtime runs on): opening one through /proc is reaching it
 
+   Also: the runtime's command line (it holds --root) read from /proc/PID/cmdline.
+
    Prints one line per thing reached (HIT ...), then a summary: how many processes it saw,
    how many it caught before their execve (non-dumpable: EACCES on exe, or exe the host's),
    and what /proc/PID/exe read as while they were the runtime's. Static, no libc beyond
@@ -71,10 +73,32 @@ static void probe_dir(const char *what, int pid, const char *path)
     }
 }
 
+/* /proc/PID/cmdline is readable by anyone: the runtime's own command line (its --root, the
+   host's paths) must not be what a process of the container shows. */
+static void probe_cmdline(int pid)
+{
+    char path[128], buf[4096];
+    snprintf(path, sizeof path, "/proc/%d/cmdline", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return;
+    for (ssize_t i = 0; i < n; i++)
+        if (!buf[i])
+            buf[i] = ' ';
+    buf[n] = 0;
+    if (strstr(buf, "--root"))
+        hit("cmdline", pid, buf);
+}
+
 static void probe(int pid)
 {
     char path[128], link[512];
     pids++;
+    probe_cmdline(pid);
     snprintf(path, sizeof path, "/proc/%d/exe", pid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0 && errno == EACCES)
