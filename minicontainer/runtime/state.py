@@ -132,7 +132,10 @@ def remove_tree(path: str) -> None:
         if entry.is_dir(follow_symlinks=False):
             remove_tree(entry.path)
         else:
-            os.unlink(entry.path)
+            try:
+                os.unlink(entry.path)
+            except FileNotFoundError:  # a shim releasing the same container (its `owned`)
+                pass
     try:
         os.rmdir(path)
     except FileNotFoundError:
