@@ -92,4 +92,8 @@ def test_cannot_write_kernel_settings(mc, rootfs):
     r = mc("run", rootfs, "/bin/sh", "-c", "echo 1 > /proc/sys/vm/drop_caches")
     assert r.returncode != 0 and "Read-only file system" in r.stderr
     r = mc("run", rootfs, "/bin/sh", "-c", "echo 1 > /proc/sysrq-trigger")
-    assert r.returncode != 0
+    # read-only when the kernel has it (EROFS); this machine's kernel has no magic SysRq
+    # (busybox says ENOENT on a create so)
+    expected = "Read-only file system" if os.path.exists("/proc/sysrq-trigger") else \
+        "nonexistent directory"
+    assert r.returncode != 0 and expected in r.stderr, r.stderr
