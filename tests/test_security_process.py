@@ -217,7 +217,8 @@ def test_exec_never_shows_the_host(mc, mc_cmd, rootfs, probes, host_dir, caps):
 def test_exec_into_a_chroot_container_stays_in_its_root(mc, rootfs, host_dir):
     """After setns(mnt) the root is the mount namespace's, which under --chroot is still the
     host's tree: exec takes the root of the container's first process instead."""
-    assert mc("run", "-d", "--chroot", "--name", "chrooted", rootfs, "sleep", "1000").returncode == 0
+    r = mc("run", "-d", "--chroot", "--name", "chrooted", rootfs, "sleep", "1000")
+    assert r.returncode == 0, r.stderr
     try:
         r = mc("exec", "chrooted", "ls", str(host_dir / "secret"))
         assert r.returncode == 1
