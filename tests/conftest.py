@@ -1,9 +1,13 @@
 """Shared test fixtures: how to call minicontainer, and the check that nothing is left behind.
 
-Tests run real containers as root. Each pytest session gets its own state root (so parallel
-sessions and helpers never see each other's containers), and after every test the autouse
-`nothing_left_behind` fixture fails the test if any container state, mount, or process of
-that session remains.
+Two tiers (CONTRIBUTING.md):
+    unit    tests/unit/: pure code and syscall sequences through the recorder (kernel/
+            syscalls.py), no root, no container; every test there is marked `unit` here
+    root    everything else: real containers, as root. Without root they are skipped.
+
+Each pytest session gets its own state root (so parallel sessions and helpers never see each
+other's containers), and after every root test the autouse `nothing_left_behind` fixture
+fails the test if any container state, mount, process or cgroup of that session remains.
 """
 from __future__ import annotations
 
@@ -18,9 +22,19 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROOTFS = os.path.join(REPO, "rootfs")
 PYTHON = sys.executable  # the venv's interpreter, which runs pytest too
+UNIT_DIR = os.path.join(REPO, "tests", "unit")
+IS_ROOT = os.geteuid() == 0
 
-if os.geteuid() != 0:
-    pytest.exit("the tests start real containers: run them as root (./test.sh)", returncode=2)
+
+@pytest.hookimpl(tryfirst=True)  # before `-m unit` selects by marker
+def pytest_collection_modifyitems(config, items):
+    needs_root = pytest.mark.skip(reason="starts real containers: needs root (./test.sh); "
+                                  "without root, run the unit tier: pytest -m unit")
+    for item in items:
+        if str(item.path).startswith(UNIT_DIR + os.sep):
+            item.add_marker(pytest.mark.unit)
+        elif not IS_ROOT and not item.get_closest_marker("unit"):
+            item.add_marker(needs_root)
 
 
 @pytest.fixture(scope="session")
@@ -107,7 +121,11 @@ def session_cgroups(state_root: str) -> list[str]:
 
 
 @pytest.fixture(autouse=True)
-def nothing_left_behind(request, state_root):
+def nothing_left_behind(request):
+    if request.node.get_closest_marker("unit") or not IS_ROOT:
+        yield  # a unit test starts nothing: there is nothing to look for
+        return
+    state_root = request.getfixturevalue("state_root")
     yield
     # A container's processes and directories go away as its runtime returns; allow the
     # kernel a moment to finish tearing down a namespace a test killed from outside.

@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: list[str]) -> int:
     root = None
+    if os.environ.get("MINICONTAINER_TRACE"):  # the same as --trace
+        _trace_on()
     while args and args[0].startswith("-"):
         opt = args.pop(0)
         if opt in ("-h", "--help"):
@@ -101,7 +103,7 @@ def _dispatch(args: list[str]) -> int:
             sys.stdout.write(f"minicontainer version {__version__}\n")
             return 0
         if opt == "--trace":
-            os.environ["MINICONTAINER_TRACE"] = "1"
+            _trace_on()
         elif opt == "--root" or opt.startswith("--root="):
             root = opt[7:] if "=" in opt else _value(opt, args)
         elif opt == "--log" or opt.startswith("--log="):
@@ -135,6 +137,12 @@ def _dispatch(args: list[str]) -> int:
         raise ContainerError(f"{verb} needs root: try 'sudo minicontainer {verb} ...'")
     module = __import__(VERBS[verb], fromlist=["main"])  # importlib costs ~0.6 ms more
     return module.main(args, root)
+
+
+def _trace_on() -> None:
+    from minicontainer.kernel import trace
+
+    trace.set_enabled(True)
 
 
 def _value(flag: str, args: list[str]) -> str:

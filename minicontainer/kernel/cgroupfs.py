@@ -8,9 +8,8 @@ See the kernel's Documentation/admin-guide/cgroup-v2.rst for what each file mean
 from __future__ import annotations
 
 import os
-import sys
 
-TRACE = bool(os.environ.get("MINICONTAINER_TRACE"))
+from minicontainer.kernel import trace
 
 
 class CgroupError(OSError):
@@ -61,8 +60,7 @@ def read(path: str) -> str:
 
 def write(path: str, value: str) -> None:
     """One write(2) of `value`: cgroupfs parses each write as one command."""
-    if TRACE:
-        sys.stderr.write(f"[trace {os.getpid()}] cgroupfs write {path} <- {value!r}\n")
+    trace.line(f"cgroupfs write {path} <- {value!r}")
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
     except OSError as e:
@@ -110,8 +108,7 @@ def single(path: str) -> int | None:
 
 
 def mkdir(cgroup: str) -> None:
-    if TRACE:
-        sys.stderr.write(f"[trace {os.getpid()}] cgroupfs mkdir {cgroup}\n")
+    trace.line(f"cgroupfs mkdir {cgroup}")
     try:
         os.mkdir(cgroup)
     except OSError as e:

@@ -2,13 +2,19 @@
 
 Every call goes through `_call`, which raises SyscallError naming the call, its arguments and
 errno when the kernel says no, and narrates the call on stderr when tracing is on
-(`minicontainer --trace run ...`). No policy lives here: the runtime decides what to call.
+(`minicontainer --trace run ...`, kernel/trace.py). No policy lives here: the runtime
+decides what to call.
+
+`_call` is also the seam for unit tests: inside `with recording() as calls:` no call reaches
+the kernel; each is appended to `calls` as (name, args) and answered by a Recorder (youki's
+test Syscall implementation), so a test can assert the exact sequence a launch step issues
+without root (tests/unit/test_sequences.py).
 """
 from __future__ import annotations
 
 import os
-import sys
 
+from minicontainer.kernel import trace
 from minicontainer.kernel._kernel import ffi, lib
 
 # Namespace flags for unshare(2)/setns(2).
@@ -59,8 +65,6 @@ NAMESPACE_FLAGS = {
     "cgroup": CLONE_NEWCGROUP,
     "time": CLONE_NEWTIME,
 }
-
-TRACE = bool(os.environ.get("MINICONTAINER_TRACE"))
 
 _CLONE_NAMES = {v: f"CLONE_NEW{k.upper() if k != 'mnt' else 'NS'}" for k, v in NAMESPACE_FLAGS.items()}
 _CLONE_NAMES[CLONE_PARENT] = "CLONE_PARENT"
@@ -124,19 +128,63 @@ def _trace(name: str, rc: int, args: tuple, err: int) -> None:
         else:
             shown.append(_flag_names(a, names))
     result = f"-1 {_errno_name(err)}" if rc == -1 else str(rc)
-    sys.stderr.write(f"[trace {os.getpid()}] {name}({', '.join(shown)}) = {result}\n")
+    trace.line(f"{name}({', '.join(shown)}) = {result}")
 
 
 def note(text: str) -> None:
     """Narrate a step made outside this module (os.execve, python-prctl) in the trace."""
-    if TRACE:
-        sys.stderr.write(f"[trace {os.getpid()}] {text}\n")
+    trace.line(text)
 
 
-def _call(name: str, rc: int, *args) -> int:
-    """The choke point: trace, then turn a -1 into a SyscallError with errno."""
-    err = ffi.errno if rc == -1 else 0
-    if TRACE:
+class Recorder:
+    """Stands in for the kernel behind `_call`: records (name, args) of every call and
+    answers it. results: {name: return value} (default 0; give clone3 a pid, or the caller
+    takes itself for the child); errors: {name: errno} makes that call fail as the kernel
+    would, raising SyscallError."""
+
+    def __init__(self, results: dict | None = None, errors: dict | None = None):
+        self.calls: list[tuple[str, tuple]] = []
+        self.results = results or {}
+        self.errors = errors or {}
+
+    def call(self, name: str, args: tuple) -> tuple[int, int]:
+        self.calls.append((name, args))
+        if name in self.errors:
+            return -1, self.errors[name]
+        return self.results.get(name, 0), 0
+
+
+_recorder: Recorder | None = None
+
+
+class recording:
+    """`with recording(Recorder(...)) as calls:` routes every call to the recorder (for unit
+    tests only: nothing reaches the kernel), and yields its list of calls."""
+
+    def __init__(self, recorder: Recorder | None = None):
+        self.recorder = recorder or Recorder()
+
+    def __enter__(self) -> list:
+        global _recorder
+        if _recorder is not None:
+            raise RuntimeError("already recording")
+        _recorder = self.recorder
+        return self.recorder.calls
+
+    def __exit__(self, *exc) -> None:
+        global _recorder
+        _recorder = None
+
+
+def _call(name: str, fn, cargs: tuple, args: tuple) -> int:
+    """The choke point: make the call (fn(*cargs): C arguments) or let the recorder answer
+    it, trace it (args: the Python arguments, as shown), turn a -1 into a SyscallError."""
+    if _recorder is None:
+        rc = fn(*cargs)
+        err = ffi.errno if rc == -1 else 0
+    else:
+        rc, err = _recorder.call(name, args)
+    if trace.enabled:
         _trace(name, rc, args, err)
     if rc == -1:
         raise SyscallError(name, args, err)
@@ -150,51 +198,52 @@ def _c(s: str | None):
 
 
 def unshare(flags: int) -> None:
-    _call("unshare", lib.unshare(flags), flags)
+    _call("unshare", lib.unshare, (flags,), (flags,))
 
 
 def setns(fd: int, nstype: int = 0) -> None:
-    _call("setns", lib.setns(fd, nstype), fd, nstype)
+    _call("setns", lib.setns, (fd, nstype), (fd, nstype))
 
 
 def mount(source: str | None, target: str, fstype: str | None = None, flags: int = 0,
           data: str | None = None) -> None:
-    rc = lib.mount(_c(source), _c(target), _c(fstype), flags, _c(data))
-    _call("mount", rc, source, target, fstype, flags, data)
+    _call("mount", lib.mount, (_c(source), _c(target), _c(fstype), flags, _c(data)),
+          (source, target, fstype, flags, data))
 
 
 def umount2(target: str, flags: int = 0) -> None:
-    _call("umount2", lib.umount2(_c(target), flags), target, flags)
+    _call("umount2", lib.umount2, (_c(target), flags), (target, flags))
 
 
 def pivot_root(new_root: str, put_old: str) -> None:
-    _call("pivot_root", lib.mc_pivot_root(_c(new_root), _c(put_old)), new_root, put_old)
+    _call("pivot_root", lib.mc_pivot_root, (_c(new_root), _c(put_old)),
+          (new_root, put_old))
 
 
 def fork(flags: int = 0, cgroup_fd: int = -1) -> int:
     """fork() through clone3: the child starts in the new namespaces in `flags` (CLONE_NEWPID
     makes it PID 1 of a new pid namespace) and, given a cgroup directory fd, in that cgroup.
     Returns 0 in the child and the child's pid in the parent."""
-    return _call("clone3", lib.mc_fork(flags, cgroup_fd), flags, cgroup_fd)
+    return _call("clone3", lib.mc_fork, (flags, cgroup_fd), (flags, cgroup_fd))
 
 
 def sethostname(name: str) -> None:
     raw = _c(name)
-    _call("sethostname", lib.sethostname(raw, len(raw)), name)
+    _call("sethostname", lib.sethostname, (raw, len(raw)), (name,))
 
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
-    return _call("prctl", lib.prctl(option, arg2, arg3, arg4, arg5), option, arg2, arg3)
+    return _call("prctl", lib.prctl, (option, arg2, arg3, arg4, arg5), (option, arg2, arg3))
 
 
 def loopback_up() -> None:
-    _call("ioctl(SIOCSIFFLAGS lo up)", lib.mc_loopback_up())
+    _call("ioctl(SIOCSIFFLAGS lo up)", lib.mc_loopback_up, (), ())
 
 
 def open_pty(ptmx: str) -> tuple[int, int]:
     """Open a pty pair from the devpts instance whose ptmx is given; returns (master, slave)."""
     fds = ffi.new("int[2]")
-    _call("open_pty", lib.mc_open_pty(_c(ptmx), fds, fds + 1), ptmx)
+    _call("open_pty", lib.mc_open_pty, (_c(ptmx), fds, fds + 1), (ptmx,))
     return fds[0], fds[1]
 
 
@@ -228,20 +277,20 @@ MOUNT_ATTR_NODIRATIME = lib.MC_MOUNT_ATTR_NODIRATIME
 
 def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
     """openat2(2): an fd for `path` under `dirfd`, resolved as `resolve` says (RESOLVE_*)."""
-    return _call("openat2", lib.mc_openat2(dirfd, path.encode(), flags, mode, resolve),
-                 dirfd, path, flags, resolve)
+    return _call("openat2", lib.mc_openat2, (dirfd, _c(path), flags, mode, resolve),
+                 (dirfd, path, flags, resolve))
 
 
 def open_tree_clone(path: str, recursive: bool) -> int:
     """open_tree(2) OPEN_TREE_CLONE: a detached copy of the mount at `path` (and of every
     mount under it if recursive), as an fd, to be set up and then attached with move_mount."""
     flags = OPEN_TREE_CLONE | (AT_RECURSIVE if recursive else 0)
-    return _call("open_tree", lib.mc_open_tree(-100, path.encode(), flags), path, flags)
+    return _call("open_tree", lib.mc_open_tree, (-100, _c(path), flags), (path, flags))
 
 
 def move_mount(tree_fd: int, target_fd: int) -> None:
     """move_mount(2): attach a detached tree on what `target_fd` names (no path lookup)."""
-    _call("move_mount", lib.mc_move_mount_fd(tree_fd, target_fd), tree_fd, target_fd)
+    _call("move_mount", lib.mc_move_mount_fd, (tree_fd, target_fd), (tree_fd, target_fd))
 
 
 def mount_setattr(fd: int, attr_set: int, attr_clr: int = 0, propagation: int = 0,
@@ -249,11 +298,11 @@ def mount_setattr(fd: int, attr_set: int, attr_clr: int = 0, propagation: int = 
     """mount_setattr(2) on the mount `fd` names (AT_EMPTY_PATH): with recursive, on every
     mount under it too, at once."""
     flags = 0x1000 | (AT_RECURSIVE if recursive else 0)  # AT_EMPTY_PATH
-    rc = lib.mc_mount_setattr(fd, b"", flags, attr_set, attr_clr, propagation)
-    _call("mount_setattr", rc, fd, flags, attr_set, attr_clr, propagation)
+    _call("mount_setattr", lib.mc_mount_setattr, (fd, b"", flags, attr_set, attr_clr, propagation),
+          (fd, flags, attr_set, attr_clr, propagation))
 
 
 def close_range(first: int, last: int = 0xFFFFFFFF, flags: int = 0) -> None:
     """close_range(2): every fd from first to last (default: all the rest), or with
     CLOSE_RANGE_CLOEXEC marks them close-on-exec instead."""
-    _call("close_range", lib.mc_close_range(first, last, flags), first, last, flags)
+    _call("close_range", lib.mc_close_range, (first, last, flags), (first, last, flags))
