@@ -138,20 +138,25 @@ def note(text: str) -> None:
 
 class Recorder:
     """Stands in for the kernel behind `_call`: records (name, args) of every call and
-    answers it. results: {name: return value} (default 0; give clone3 a pid, or the caller
-    takes itself for the child); errors: {name: errno} makes that call fail as the kernel
-    would, raising SyscallError."""
+    answers it. results: {name: return value, or a function of the args} (default 0; give
+    clone3 a pid, or the caller takes itself for the child); errors: {name: errno} makes that
+    call fail as the kernel would, raising SyscallError; passthrough: names of calls that
+    only look (openat2 with O_PATH) and are made for real, and recorded, so that the code
+    under test gets real descriptors."""
 
-    def __init__(self, results: dict | None = None, errors: dict | None = None):
+    def __init__(self, results: dict | None = None, errors: dict | None = None,
+                 passthrough=()):
         self.calls: list[tuple[str, tuple]] = []
         self.results = results or {}
         self.errors = errors or {}
+        self.passthrough = frozenset(passthrough)
 
     def call(self, name: str, args: tuple) -> tuple[int, int]:
         self.calls.append((name, args))
         if name in self.errors:
             return -1, self.errors[name]
-        return self.results.get(name, 0), 0
+        value = self.results.get(name, 0)
+        return (value(args) if callable(value) else value), 0
 
 
 _recorder: Recorder | None = None
@@ -179,9 +184,11 @@ class recording:
 def _call(name: str, fn, cargs: tuple, args: tuple) -> int:
     """The choke point: make the call (fn(*cargs): C arguments) or let the recorder answer
     it, trace it (args: the Python arguments, as shown), turn a -1 into a SyscallError."""
-    if _recorder is None:
+    if _recorder is None or name in _recorder.passthrough:
         rc = fn(*cargs)
         err = ffi.errno if rc == -1 else 0
+        if _recorder is not None:
+            _recorder.calls.append((name, args))
     else:
         rc, err = _recorder.call(name, args)
     if trace.enabled:
