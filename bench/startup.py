@@ -1,11 +1,19 @@
 """Start-up benchmark: `minicontainer run ROOTFS /bin/true` against runc, crun and bubblewrap.
 
-    .venv/bin/python bench/startup.py [--runs N] [--rootfs DIR]
+    .venv/bin/python bench/startup.py [--runs N] [--rootfs DIR] [--busy N] [--present N]
 
 Every runtime runs /bin/true from the same busybox rootfs, many times, interleaved round by
 round so that a busy moment of the machine hits them all alike; we print medians, spreads and
-each peer's median divided by minicontainer's. Peers come from Debian's packages (installed
-here with apt-get when missing).
+minicontainer's median divided by each peer's. Peers come from Debian's packages (installed
+here with apt-get when missing). minicontainer runs from this checkout, through the same -S
+launcher install.sh writes (MC_BENCH_LAUNCHER names another).
+
+Three scenarios, because a runtime is rarely alone on a machine:
+    empty      nothing else recorded in minicontainer's state root
+    busy       --busy (20) detached containers running in the same state root (services
+               started with `run -d`): every run's garbage collection pass sees them
+    verbs      with --present (50) detached containers: `ps -a`, `exec ID /bin/true` and
+               `rm -f ID` (of one more container, so that --present stay), timed alone
 
 Fairness and safety on hybrid-cgroup hosts (like our dev machines): runc and crun would
 create cgroups in every v1 hierarchy, the memory one included, which we must never touch;
@@ -64,9 +72,20 @@ def make_bundle(rootfs: str, workdir: str) -> str:
     return bundle
 
 
-def commands(rootfs: str, bundle: str, state: str) -> dict[str, list[str]]:
-    launcher = os.environ.get("MC_BENCH_LAUNCHER") or shutil.which("minicontainer") or \
-        os.path.join(REPO, ".venv", "bin", "minicontainer")
+def make_launcher(workdir: str) -> str:
+    """The launcher install.sh puts on PATH (python -S, this checkout first), for this checkout."""
+    site = subprocess.run([os.path.join(REPO, ".venv", "bin", "python"), "-c",
+                           "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    path = os.path.join(workdir, "minicontainer")
+    with open(path, "w") as f:
+        f.write(f"#!{REPO}/.venv/bin/python -S\nimport sys\nsys.path[:0] = [{REPO!r}, {site!r}]\n"
+                "from minicontainer.cli import entry\nentry()\n")
+    os.chmod(path, 0o755)
+    return path
+
+
+def commands(launcher: str, rootfs: str, bundle: str, state: str) -> dict[str, list[str]]:
     return {
         "minicontainer": [launcher, "--root", f"{state}/mc", "run", rootfs, "/bin/true"],
         "runc": ["runc", "--root", f"{state}/runc", "run", "--bundle", bundle, "bench-runc"],
@@ -82,18 +101,84 @@ def commands(rootfs: str, bundle: str, state: str) -> dict[str, list[str]]:
     }
 
 
-def time_once(argv: list[str]) -> float | None:
+def time_once(argv: list[str], quiet: bool = False) -> float | None:
+    """Wall time from spawn to exit; None if it failed. quiet: its stdout to /dev/null."""
+    actions = [(os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0)] if quiet else []
     start = time.perf_counter()
-    pid = os.posix_spawn(argv[0], argv, os.environ)
+    pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=actions)
     _, status = os.waitpid(pid, 0)
     elapsed = time.perf_counter() - start
     return elapsed if os.waitstatus_to_exitcode(status) == 0 else None
+
+
+def interleaved(cmds: dict[str, list[str]], runs: int) -> dict[str, list[float]]:
+    samples: dict[str, list[float]] = {name: [] for name in cmds}
+    for _ in range(runs):
+        for name, argv in cmds.items():
+            t = time_once(argv)
+            if t is not None:
+                samples[name].append(t)
+    return samples
+
+
+def detach(mc: list[str], rootfs: str, count: int) -> list[str]:
+    """Start `count` detached containers that sleep; their ids."""
+    ids = []
+    for _ in range(count):
+        out = subprocess.run([*mc, "run", "-d", rootfs, "sleep", "3600"], check=True,
+                             capture_output=True, text=True)
+        ids.append(out.stdout.strip())
+    return ids
+
+
+def remove_all(mc: list[str]) -> None:
+    ids = subprocess.run([*mc, "ps", "-a", "-q"], capture_output=True, text=True).stdout.split()
+    if ids:
+        subprocess.run([*mc, "rm", "-f", *ids], check=False, stdout=subprocess.DEVNULL)
+
+
+def verbs(mc: list[str], rootfs: str, present: int, runs: int) -> dict[str, list[float]]:
+    """ps, exec and rm -f with `present` detached containers recorded and running."""
+    ids = detach(mc, rootfs, present)
+    samples: dict[str, list[float]] = {"ps -a": [], "exec": [], "rm -f": []}
+    for i in range(runs):
+        for name, argv in (("ps -a", [*mc, "ps", "-a"]),
+                           ("exec", [*mc, "exec", ids[i % len(ids)], "/bin/true"])):
+            t = time_once(argv, quiet=True)
+            if t is not None:
+                samples[name].append(t)
+        extra, = detach(mc, rootfs, 1)  # one more, so that `present` remain after its rm
+        t = time_once([*mc, "rm", "-f", extra], quiet=True)
+        if t is not None:
+            samples["rm -f"].append(t)
+    return samples
+
+
+def table(title: str, samples: dict[str, list[float]], base: str | None = "minicontainer") -> None:
+    print(title)
+    ratio = "   minicontainer / runtime" if base else ""
+    print(f"{'':<16}{'median ms':>10}{'min':>8}{'p90':>8}{ratio}")
+    ref = statistics.median(samples[base]) if base else None
+    for name, xs in samples.items():
+        if not xs:
+            print(f"{name:<16}{'failed':>10}")
+            continue
+        xs = sorted(xs)
+        med = statistics.median(xs)
+        p90 = xs[max(0, int(len(xs) * 0.9) - 1)]
+        line = f"{name:<16}{med * 1000:>10.1f}{xs[0] * 1000:>8.1f}{p90 * 1000:>8.1f}"
+        print(line + (f"   {ref / med:>6.2f}x" if base else ""))
+    print()
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--rootfs", default=os.path.join(REPO, "rootfs"))
+    parser.add_argument("--busy", type=int, default=20,
+                        help="detached containers running in the busy scenario (0: skip it)")
+    parser.add_argument("--present", type=int, default=50,
+                        help="detached containers present while timing ps/exec/rm (0: skip)")
     parser.add_argument("--json", help="write every sample here")
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -101,36 +186,39 @@ def main() -> int:
     ensure_peers()
     purev2.enter()
     rootfs = os.path.abspath(args.rootfs)
+    results = {}
 
     with tempfile.TemporaryDirectory(prefix="mc-bench-") as work:
         bundle = make_bundle(rootfs, work)
+        launcher = os.environ.get("MC_BENCH_LAUNCHER") or make_launcher(work)
+        mc = [launcher, "--root", f"{work}/mc"]
         cmds = {}
-        for name, argv in commands(rootfs, bundle, work).items():
+        for name, argv in commands(launcher, rootfs, bundle, work).items():
             argv[0] = shutil.which(argv[0]) or argv[0]
             if time_once(argv) is None:  # warm-up, and a check that it runs at all here
                 print(f"{name}: does not run here, left out", file=sys.stderr)
                 continue
             cmds[name] = argv
-        samples: dict[str, list[float]] = {name: [] for name in cmds}
-        for _ in range(args.runs):
-            for name, argv in cmds.items():
-                t = time_once(argv)
-                if t is not None:
-                    samples[name].append(t)
-
-    base = statistics.median(samples["minicontainer"])
-    print(f"/bin/true in {rootfs}, {args.runs} runs each, interleaved; "
-          f"{os.cpu_count()} CPUs, kernel {os.uname().release}")
-    print(f"{'runtime':<16}{'median ms':>10}{'min':>8}{'p90':>8}   minicontainer / runtime")
-    for name, xs in samples.items():
-        xs.sort()
-        med = statistics.median(xs)
-        p90 = xs[int(len(xs) * 0.9) - 1]
-        print(f"{name:<16}{med * 1000:>10.1f}{xs[0] * 1000:>8.1f}{p90 * 1000:>8.1f}"
-              f"   {base / med:>6.2f}x")
+        print(f"/bin/true in {rootfs}, {args.runs} runs each, interleaved; "
+              f"{os.cpu_count()} CPUs, kernel {os.uname().release}\n")
+        try:
+            results["empty"] = interleaved(cmds, args.runs)
+            table("empty state root:", results["empty"])
+            if args.busy:
+                detach(mc, rootfs, args.busy)
+                results["busy"] = interleaved(cmds, args.runs)
+                table(f"{args.busy} detached containers running in the same state root:",
+                      results["busy"])
+                remove_all(mc)
+            if args.present:
+                results["verbs"] = verbs(mc, rootfs, args.present, min(args.runs, 50))
+                table(f"verbs with {args.present} detached containers present:",
+                      results["verbs"], base=None)
+        finally:
+            remove_all(mc)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({k: v for k, v in samples.items()}, f, indent=1)
+            json.dump(results, f, indent=1)
     return 0
 
 

@@ -5,6 +5,9 @@ Layout under the state root (default /run/minicontainer, `--root` or MINICONTAIN
     containers/<id>/state.json   the record: who watches the container (runtime pid + start
                                  time), the container's own pid + start time, mode, status,
                                  exit code, name, bundle, annotations (see Container.record)
+    containers/<id>/liveness     the record's fields gc decides on, as one line of words
+                                 (Container.update writes both), so that the gc pass of every
+                                 `run` needs no json while the other containers are healthy
     containers/<id>/owned        one line per host resource it owns beyond its directory
                                  ("KIND VALUE": a cgroup, a veth, an address lease...),
                                  appended *before* the resource is created
@@ -25,6 +28,10 @@ Three modes, and what "its runtime died" means for each (`collect_garbage`):
     oci       create/start: nobody watches (the engine's conmon reaps it); the record stays
               until `delete`, and a dead init simply reads as "stopped"
 A container still "creating" whose runtime died is removed in every mode.
+
+Every start runs that pass over every recorded container, so its common case is cheap: the
+`liveness` line and /proc/PID/stat say "nothing to do" with a few small reads and no import;
+only a container that needs action has its full record parsed (json) and acted on.
 """
 from __future__ import annotations
 
@@ -54,16 +61,21 @@ def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def process_start_time(pid: int | None) -> str | None:
-    """Field 22 of /proc/PID/stat: with the pid, it names one process for its whole life."""
-    if not pid:
-        return None
+def _proc_stat(pid: int) -> tuple[bytes, str] | None:
+    """(state letter, start time) from /proc/PID/stat (fields 3 and 22); None if no such pid.
+    The start time with the pid names one process for its whole life."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
     except OSError:
         return None
-    return stat[stat.rindex(b")") + 2:].split()[19].decode()
+    fields = stat[stat.rindex(b")") + 2:].split()
+    return fields[0], fields[19].decode()
+
+
+def process_start_time(pid: int | None) -> str | None:
+    found = _proc_stat(pid) if pid else None
+    return found[1] if found else None
 
 
 def _json(value) -> str:
@@ -160,10 +172,13 @@ class Container:
         """Change fields of the record, atomically (write aside, rename over): readers in other
         processes see the old record or the new one, never half of one."""
         self.record.update(fields)
-        path = os.path.join(self.dir, "state.json")
-        with open(path + ".new", "w", encoding="utf-8") as f:
-            f.write(_json(self.record) + "\n")
-        os.rename(path + ".new", path)
+        # liveness first: whoever waits for state.json to change (rm -f waits for "stopped")
+        # finds both written
+        for name, text in (("liveness", _liveness(self.record)), ("state.json", _json(self.record))):
+            path = os.path.join(self.dir, name)
+            with open(path + ".new", "w", encoding="utf-8") as f:
+                f.write(text + "\n")
+            os.rename(path + ".new", path)
 
     def started(self, pid: int, **fields) -> None:
         """Record the container's first process (its pid on the host and start time)."""
@@ -178,11 +193,9 @@ class Container:
     def alive(self) -> bool:
         """Whether the container's first process still runs (same pid, same start time)."""
         r = self.record
-        if not r.get("pid"):
-            return False
-        start = process_start_time(r["pid"])
+        found = _proc_stat(r["pid"]) if r.get("pid") else None
         # a zombie still has its stat line: it has exited all the same
-        return start is not None and start == r.get("pid_start") and not _is_zombie(r["pid"])
+        return found is not None and found[1] == r.get("pid_start") and found[0] not in (b"Z", b"X")
 
     def status(self) -> str:
         """creating, created, running, paused or stopped, reconciled with the kernel: a
@@ -253,13 +266,51 @@ def signal_process(pid: int, sig: int = 9) -> None:
         pass
 
 
-def _is_zombie(pid: int) -> bool:
+# The liveness line: these record fields, in this order, "-" for None (none holds a space).
+LIVENESS_FIELDS = ("mode", "status", "runtime_pid", "runtime_start", "pid", "pid_start",
+                   "auto_remove")
+
+
+def _liveness(record: dict) -> str:
+    values = []
+    for key in LIVENESS_FIELDS:
+        value = record.get(key)
+        values.append("-" if value is None or value is False else
+                      "1" if value is True else str(value))
+    return " ".join(values)
+
+
+def _read_liveness(directory: str) -> dict | None:
+    """The fields of the liveness line as a record, or None if there is none (yet)."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
+        with open(os.path.join(directory, "liveness")) as f:
+            words = f.read().split()
     except OSError:
-        return True
-    return stat[stat.rindex(b")") + 2:stat.rindex(b")") + 3] in (b"Z", b"X")
+        return None
+    if len(words) != len(LIVENESS_FIELDS):
+        return None
+    record = {k: None if w == "-" else w for k, w in zip(LIVENESS_FIELDS, words)}
+    for key in ("runtime_pid", "pid"):
+        if record[key] is not None:
+            record[key] = int(record[key])
+    record["auto_remove"] = record["auto_remove"] == "1"
+    return record
+
+
+def _gc_action(container: "Container") -> str | None:
+    """What garbage collection must do about a container, by its mode (module docstring):
+    None (nothing: watched, still running, or stopped and kept), "remove", or "stop" (it
+    died while nothing watched: release what it owns, mark it stopped, keep the record)."""
+    r = container.record
+    if container.watched():
+        return None
+    if r.get("mode", "run") == "run" or r.get("status") == "creating":
+        return "remove"
+    if container.alive():
+        return None  # still running, unwatched: `stop`, `kill` and `rm -f` reach it
+    if r.get("auto_remove"):
+        return "remove"
+    return None if r.get("status") == "stopped" else "stop"
 
 
 class StateStore:
@@ -330,6 +381,12 @@ class StateStore:
         """If nothing is in charge of the container `cid` any more, clean up what is due for its
         mode (module docstring); say whether the container is gone now."""
         directory = os.path.join(self.root, "containers", cid)
+        # The common case, on every start: the liveness line says there is nothing to do.
+        # Written just before state.json, it may be a step ahead of it, never behind; and
+        # any action is decided again on the full record, so gc never acts on the line alone.
+        quick = _read_liveness(directory)
+        if quick is not None and _gc_action(Container(self, cid, None, quick)) is None:
+            return False
         try:
             with open(os.path.join(directory, "state.json")) as f:
                 text = f.read()
@@ -339,28 +396,20 @@ class StateStore:
             remove_tree(directory)
             self._unlink_names_of(cid)
             return True
-        import json
+        import json  # only now: something is to be done
 
         record = json.loads(text)
         container = Container(self, cid, record.get("name"), record)
-        if container.watched():
-            return False
+        action = _gc_action(container)
         try:
-            mode = record.get("mode", "run")
-            if mode == "run" or record.get("status") == "creating":
+            if action == "remove":
                 if container.alive():  # a create whose runtime died before it was done
                     signal_process(record["pid"])
                 container.remove()
                 return True
-            if container.alive():
-                return False  # still running, unwatched: `stop`, `kill` and `rm -f` reach it
-            # Died while nothing watched: stopped, with an exit code nobody could collect.
-            if record.get("status") != "stopped":
+            if action == "stop":  # with an exit code nobody could collect
                 container.release()
                 container.update(status="stopped", finished=record.get("finished") or now())
-            if record.get("auto_remove"):
-                container.remove()
-                return True
         except ContainerError:
             pass  # a resource would not go yet: the next gc tries again
         return False

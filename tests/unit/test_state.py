@@ -190,7 +190,7 @@ def test_watched_and_alive_follow_pid_and_start_time(store, sleeper):
 def test_a_zombie_is_not_alive(store):
     p = subprocess.Popen(["true"])
     deadline = time.monotonic() + 5
-    while state._is_zombie(p.pid) is False and time.monotonic() < deadline:
+    while state._proc_stat(p.pid)[0] != b"Z" and time.monotonic() < deadline:
         time.sleep(0.01)
     c = store.create(None, "/r", ["x"])
     c.update(pid=p.pid, pid_start=process_start_time(p.pid), status="running")
@@ -279,3 +279,65 @@ def test_containers_are_listed_oldest_first(store):
     a.update(created="2026-01-02T00:00:00Z")
     b.update(created="2026-01-01T00:00:00Z")
     assert [c.id for c in store.containers()] == ["b", "a"]
+
+
+# --- the liveness line: gc without json ----------------------------------------------------
+
+def test_the_liveness_line_follows_the_record(store):
+    c = store.create(None, "/r", ["x"], mode="detached", auto_remove=True)
+    gone, _ = dead_pid()
+    c.started(gone, status="running")
+    with open(os.path.join(c.dir, "liveness")) as f:
+        line = f.read()
+    assert line == (f"detached running {os.getpid()} {process_start_time(os.getpid())} "
+                    f"{gone} - 1\n")  # no such pid: no start time
+    assert state._read_liveness(c.dir) == {
+        "mode": "detached", "status": "running", "runtime_pid": os.getpid(),
+        "runtime_start": process_start_time(os.getpid()), "pid": gone, "pid_start": None,
+        "auto_remove": True}
+
+
+def test_a_stale_liveness_line_only_delays_gc(store):
+    """If the line says "watched" while the record says otherwise (a runtime that died
+    between two writes), this pass leaves the container and a later one acts on it."""
+    c = store.create(None, "/r", ["x"])
+    with open(os.path.join(c.dir, "liveness")) as f:
+        line = f.read()
+    unwatched(c)
+    with open(os.path.join(c.dir, "liveness"), "w") as f:
+        f.write(line)  # as if the runtime died between the two writes
+    assert store.collect_garbage() == []
+    os.unlink(os.path.join(c.dir, "liveness"))  # no line (an older record): the full path
+    assert store.collect_garbage() == [c.id]
+
+
+def test_a_malformed_liveness_line_falls_back_to_the_record(store):
+    c = store.create(None, "/r", ["x"])
+    unwatched(c)
+    with open(os.path.join(c.dir, "liveness"), "w") as f:
+        f.write("garbage\n")
+    assert store.collect_garbage() == [c.id]
+
+
+GC_IMPORTS = """
+import sys
+from minicontainer.runtime.state import StateStore
+removed = StateStore(sys.argv[1]).collect_garbage()
+print(len(removed), "json" in sys.modules)
+"""
+
+
+def test_gc_of_healthy_containers_imports_no_json(store, sleeper):
+    for i in range(3):  # watched by a live runtime (us), and a detached one still running
+        store.create(f"c{i}", "/r", ["x"])
+    d = store.create(None, "/r", ["x"], mode="detached")
+    d.started(sleeper, status="running")
+    unwatched(d)
+    out = subprocess.run([sys.executable, "-S", "-c", GC_IMPORTS, store.root],
+                         capture_output=True, text=True, env={"PYTHONPATH": os.pathsep.join(sys.path)})
+    assert out.stdout.split() == ["0", "False"], out.stderr
+    dead = store.create(None, "/r", ["x"])
+    unwatched(dead)  # now one needs removing: json is imported for it, and only then
+    out = subprocess.run([sys.executable, "-S", "-c", GC_IMPORTS, store.root],
+                         capture_output=True, text=True, env={"PYTHONPATH": os.pathsep.join(sys.path)})
+    assert out.stdout.split() == ["1", "True"], out.stderr
