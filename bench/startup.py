@@ -73,7 +73,11 @@ def make_bundle(rootfs: str, workdir: str) -> str:
 
 
 def make_launcher(workdir: str) -> str:
-    """The launcher install.sh puts on PATH (python -S, this checkout first), for this checkout."""
+    """The launcher install.sh puts on PATH (python -S, this checkout first), for this checkout,
+    byte-compiled as install.sh leaves it (else, with PYTHONDONTWRITEBYTECODE set, every run
+    of an edited module would pay for compiling it)."""
+    subprocess.run([os.path.join(REPO, ".venv", "bin", "python"), "-m", "compileall", "-q",
+                    os.path.join(REPO, "minicontainer")], check=True, stdout=subprocess.DEVNULL)
     site = subprocess.run([os.path.join(REPO, ".venv", "bin", "python"), "-c",
                            "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           check=True, capture_output=True, text=True).stdout.strip()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource  # noqa: F401  loaded here, before switch_root, for process.set_rlimits
 
 from minicontainer.errors import ContainerError
 from minicontainer.kernel import caps

@@ -50,7 +50,7 @@ def main(args: list[str], root: str | None) -> int:
 
     container = store(root).lookup(opts.container)
     defaults = container.record.get("exec") or {}
-    from minicontainer.kernel import caps  # loaded before any setns
+    from minicontainer.kernel import caps
     from minicontainer.spec import Process, Security
 
     if opts.process:

@@ -6,7 +6,7 @@ Names are the kernel's without the CAP_ prefix, lower case: "net_admin".
 from __future__ import annotations
 
 import prctl  # imported here, not lazily: the child calls us after pivot_root, where the
-              # host's site-packages can no longer be imported from
+              # host's site-packages can no longer be imported from (runtime/process.preload)
 
 from minicontainer.kernel import syscalls
 

@@ -71,6 +71,7 @@ def exec_in(container, proc, security, detach: bool = False, pid_file: str | Non
         channel = terminal.MasterChannel() if proc.terminal else None
         err_r, err_w = os.pipe()  # both children -> runtime: why it failed; EOF at execve
         pid_r, pid_w = os.pipe()  # intermediate -> runtime: the pid of the process
+        process.preload(proc)  # the children's setns(mnt) leaves the host's library behind
         intermediate = syscalls.fork(0, cgroup_fd)
         if intermediate == 0:
             os.close(err_r)

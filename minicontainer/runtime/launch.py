@@ -142,6 +142,7 @@ def _spawn(spec, container, how: _How, unblocked=None):
     alive_r, alive_w = os.pipe()  # parent -> child: "go on" bytes; EOF tells the child we died
     steps = _outside_steps(spec, container)
     ready_r, ready_w = os.pipe() if steps else (None, None)  # child -> parent: "unshared"
+    process.preload(spec.process)  # the child's switch_root leaves the host's library behind
 
     # A signal meant for the container waits, blocked, until something can take it: the
     # child is born with the block and keeps it until execve (or until --init's loop picks
@@ -391,7 +392,7 @@ def _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console,
             rootfs.oci_extras(root_fd, spec.devices)
         slave = None
         if console:
-            from minicontainer.runtime import terminal  # loaded before fork: no file read
+            from minicontainer.runtime import terminal  # preloaded: no file read
 
             master, slave = terminal.open_console(root_fd, winsize)
             console.send(master)
@@ -455,7 +456,7 @@ def _run_as_init(path, args, env, err_w, has_terminal: bool, unblocked) -> None:
     """--init: stay as PID 1, run the command as our child, forward signals and reap zombies
     (the loop is C, in kernel/_build.py). Never returns. Signals that arrived during set-up
     are pending, blocked since birth (_spawn): the loop forwards them first."""
-    import prctl  # already loaded by kernel.caps: no import from the container's root
+    import prctl  # preloaded (process.preload): no import from the container's root
 
     # Named before the command starts, so that no `ps` inside ever sees the runtime's
     # command line as PID 1 (the command's exec replaces the name it inherits).

@@ -108,10 +108,26 @@ def drop_privileges(user: User, security) -> None:
         caps.no_new_privs()
 
 
+def preload(proc) -> None:
+    """Import now every module the container's process needs after it has left the host's
+    filesystem (launch: switch_root; exec: setns into the mount namespace). From then on an
+    `import` would search the container's root: at best it fails, late and only there; at
+    worst a hostile image supplies the module. Called in the parent before fork (the child
+    inherits what is loaded). Modules launch.py and exec.py import at their top (this one,
+    rootfs, syscalls, caps, _signal, select) are loaded with them; these are the rest,
+    loaded only when the run uses them (start-up: see docs/run.md)."""
+    import prctl  # noqa: F401  kernel/caps.py's sets; --init names itself (launch._run_as_init)
+
+    if proc.rlimits:
+        import resource  # noqa: F401  set_rlimits
+    if proc.terminal:
+        from minicontainer.runtime import terminal  # noqa: F401  the pty, session leader
+
+
 def set_rlimits(rlimits) -> None:
     """[(resource, soft, hard)]: as runc, before dropping privileges (raising a hard limit
     needs CAP_SYS_RESOURCE, which root here may lack: the error says so)."""
-    import resource  # a C module: cheap, and loaded before switch_root by oci.py
+    import resource  # loaded by preload() before the child left the host's filesystem
 
     for kind, soft, hard in rlimits:
         try:

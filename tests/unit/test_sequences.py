@@ -382,3 +382,26 @@ def test_exec_joins_only_what_differs(calls, exec_harness):
                      ("setns", (fds["net"], CLONE_NEWNET))]
     os.close(fds["net"])
 
+
+PRELOAD = """
+import sys
+from minicontainer.runtime import process
+from minicontainer.spec import Process
+process.preload(Process(args=["x"], rlimits=eval(sys.argv[1]), terminal=sys.argv[2] == "1"))
+print(sorted(m for m in ("prctl", "resource", "minicontainer.runtime.terminal") if m in sys.modules))
+"""
+
+
+def test_preload_loads_what_the_child_will_need_and_no_more():
+    import subprocess
+    import sys
+
+    def loaded(rlimits, terminal):
+        out = subprocess.run([sys.executable, "-S", "-c", PRELOAD, rlimits, terminal],
+                             capture_output=True, text=True,
+                             env={"PYTHONPATH": os.pathsep.join(sys.path)})
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    assert loaded("[]", "0") == "['prctl']"
+    assert loaded("[(7, 1, 1)]", "1") == "['minicontainer.runtime.terminal', 'prctl', 'resource']"
