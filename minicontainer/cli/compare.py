@@ -79,17 +79,34 @@ os._exit(code)
 """
 
 
-def main(args: list[str], root: str | None) -> int:
+def parse_args(args: list[str]) -> tuple[dict, str | None, list[str]]:
+    """(options, rootfs, command) of `compare [OPTIONS] ROOTFS [OPTIONS] -- COMMAND...`:
+    options may also come between ROOTFS and `--`; after `--` everything is the command."""
     opts, positionals = parse(args, FLAGS, repeatable=())
+    if opts.get("help"):
+        return opts, None, []
+    if "--" in positionals:  # parse() stopped at ROOTFS: options may follow it up to --
+        i = positionals.index("--")
+        more, stray = parse(positionals[1:i], FLAGS, repeatable=())
+        if stray:
+            raise UsageError(f"compare: {stray[0]!r} between ROOTFS and --: the command goes "
+                             "after --: minicontainer compare [OPTIONS] ROOTFS -- COMMAND [ARG...]")
+        opts.update(more)
+        positionals = positionals[:1] + positionals[i + 1:]
+    elif len(positionals) > 1 and positionals[1].startswith("-"):
+        raise UsageError(f"compare: {positionals[1]!r} after ROOTFS: options go before ROOTFS "
+                         "or between ROOTFS and --: minicontainer compare [OPTIONS] ROOTFS -- "
+                         "COMMAND [ARG...]")
+    if len(positionals) < 2:
+        raise UsageError('"compare" needs a rootfs and a command: minicontainer compare ROOTFS -- COMMAND [ARG...]')
+    return opts, os.path.abspath(positionals[0]), positionals[1:]
+
+
+def main(args: list[str], root: str | None) -> int:
+    opts, rootfs, command = parse_args(args)
     if opts.get("help"):
         sys.stdout.write(HELP)
         return 0
-    if "--" in positionals:  # ROOTFS -- CMD: parse() stops at ROOTFS, leaving the --
-        i = positionals.index("--")
-        positionals = positionals[:i] + positionals[i + 1:]
-    if len(positionals) < 2:
-        raise UsageError('"compare" needs a rootfs and a command: minicontainer compare ROOTFS -- COMMAND [ARG...]')
-    rootfs, command = os.path.abspath(positionals[0]), positionals[1:]
     runs = _positive(opts.get("runs", "10"), "--runs")
     plot = opts.get("plot")
     if plot and not plot.endswith((".svg", ".png")):

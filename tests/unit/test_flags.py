@@ -224,3 +224,37 @@ def test_a_plain_run_does_not_import_the_resource_flags_module():
             "'minicontainer.runtime.network') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+# --- compare: where its options go ---------------------------------------------------------
+
+def compare_args(*args):
+    from minicontainer.cli import compare
+
+    return compare.parse_args(list(args))
+
+
+def test_compare_options_before_the_rootfs_or_between_it_and_the_command():
+    for args in (["-n", "3", "--io", "r", "--", "true", "-x"],
+                 ["r", "-n", "3", "--io", "--", "true", "-x"],
+                 ["-n", "3", "r", "--io", "--", "true", "-x"]):
+        opts, rootfs, command = compare_args(*args)
+        assert (opts["runs"], opts["io"]) == ("3", True), args
+        assert rootfs == os.path.abspath("r") and command == ["true", "-x"]
+
+
+def test_compare_without_double_dash():
+    assert compare_args("r", "true", "-x")[2] == ["true", "-x"]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["r", "-n", "1", "true"], "'-n' after ROOTFS: options go before ROOTFS or between ROOTFS and --"),
+    (["r", "true", "--", "x"], "'true' between ROOTFS and --: the command goes after --"),
+    (["r", "--bogus", "--", "x"], "unknown flag: --bogus"),
+    (["r", "--"], "needs a rootfs and a command"),
+    (["r"], "needs a rootfs and a command"),
+])
+def test_compare_refusals_say_where_things_go(args, words):
+    with pytest.raises(UsageError) as e:
+        compare_args(*args)
+    assert words in str(e.value)
