@@ -136,9 +136,10 @@ def detach(mc: list[str], rootfs: str, count: int) -> list[str]:
 
 
 def remove_all(mc: list[str]) -> None:
+    """rm -f every container, one at a time: one that fails must not leave the rest running."""
     ids = subprocess.run([*mc, "ps", "-a", "-q"], capture_output=True, text=True).stdout.split()
-    if ids:
-        subprocess.run([*mc, "rm", "-f", *ids], check=False, stdout=subprocess.DEVNULL)
+    for cid in ids:
+        subprocess.run([*mc, "rm", "-f", cid], check=False, stdout=subprocess.DEVNULL)
 
 
 def verbs(mc: list[str], rootfs: str, present: int, runs: int) -> dict[str, list[float]]:
