@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from conftest import PYTHON, REPO
 from test_lifecycle import make_bundle, oci_create, wait_for
 
 
@@ -39,7 +40,7 @@ def test_update_flags_become_linux_resources(tmp_path):
     from minicontainer.errors import UsageError
 
     def parse(*args):
-        return update.parse(update.arguments().parse_args([*args, "id"]))
+        return update.parse(update.VERB.parse([*args, "id"]))
 
     assert parse("--memory", "64m", "--cpu-quota", "50000", "--cpu-period", "100000",
                  "--pids-limit", "20", "--cpuset-cpus", "0") == {
@@ -78,7 +79,7 @@ def test_flags_refused_before_any_container_is_looked_up():
         ps.main(["--format", "json"], nowhere)
     with pytest.raises(UsageError, match="take no container id"):
         ps.main(["-a", "c"], nowhere)
-    with pytest.raises(UsageError, match="invalid choice"):
+    with pytest.raises(UsageError, match="invalid --format .yaml."):
         ps.main(["--format", "yaml", "c"], nowhere)
     with pytest.raises(UsageError, match="^checkpoint is not supported: .*no CRIU"):
         checkpoint.main(["--image-path", "/tmp/x", "c"], nowhere)
@@ -273,6 +274,24 @@ def test_delete_force_of_a_missing_id_succeeds(mc):
     assert r.returncode == 0 and r.stderr == ""
     r = mc("delete", "never-was")
     assert r.returncode == 125 and "does not exist" in r.stderr
+
+
+def test_the_lifecycle_verbs_import_nothing_heavy():
+    """An engine starts the runtime for every call: `state`, `kill`, `start`, `delete --force`,
+    `pause` and `resume`, through the launcher install.sh writes (-S, the checkout first on
+    sys.path), import none of argparse, json, re, enum, shutil or subprocess."""
+    heavy = {"argparse", "json", "re", "enum", "shutil", "subprocess"}
+    for verb in (["state", "c"], ["kill", "c", "0"], ["start", "c"], ["delete", "--force", "c"],
+                 ["pause", "c"], ["resume", "c"]):
+        r = subprocess.run([PYTHON, "-S", "-X", "importtime", "-c",
+                            f"import sys; sys.path[:0] = [{REPO!r}]; "
+                            "from minicontainer.cli import entry; entry()",
+                            "--root", "/nonexistent-state-root", *verb],
+                           capture_output=True, text=True)
+        imported = {line.split("|")[2].strip() for line in r.stderr.splitlines()
+                    if line.startswith("import time:") and "|" in line}
+        assert f"minicontainer.cli.{verb[0]}" in imported, r.stderr[-300:]
+        assert not imported & heavy, (verb, sorted(imported & heavy))
 
 
 def test_checkpoint_and_restore_are_refused(mc):

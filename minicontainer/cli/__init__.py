@@ -11,6 +11,7 @@ import os
 import sys
 
 from minicontainer import __version__
+from minicontainer.cli import flags
 from minicontainer.errors import ContainerError, UsageError
 
 USAGE = """\
@@ -90,43 +91,46 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+# The global options, runc's spellings (and crun's --cgroup-manager, which podman passes):
+# flag -> (field, takes a value), as cli/flags.py parses them (go_style: -root is --root).
+GLOBAL_FLAGS = {
+    "-h": ("help", False), "--help": ("help", False),
+    "-v": ("version", False), "--version": ("version", False),
+    "--trace": ("trace", False), "--root": ("root", True),
+    "--log": ("log", True), "--log-format": ("log_format", True),
+    "--debug": ("debug", False),  # runc's; errors are all we log
+    "--systemd-cgroup": ("systemd_cgroup", False), "--rootless": ("rootless", True),
+    "--cgroup-manager": ("cgroup_manager", True),
+}
+
+
 def _dispatch(args: list[str]) -> int:
-    root = None
-    if os.environ.get("MINICONTAINER_TRACE"):  # the same as --trace
+    opts, args = flags.parse(args, GLOBAL_FLAGS, go_style=True)
+    if opts.get("help"):
+        sys.stdout.write(USAGE)
+        return 0
+    if opts.get("version"):
+        sys.stdout.write(f"minicontainer version {__version__}\n")
+        return 0
+    if opts.get("trace") or os.environ.get("MINICONTAINER_TRACE"):  # the same switch
         _trace_on()
-    while args and args[0].startswith("-"):
-        opt = args.pop(0)
-        if opt in ("-h", "--help"):
-            sys.stdout.write(USAGE)
-            return 0
-        if opt in ("-v", "--version"):
-            sys.stdout.write(f"minicontainer version {__version__}\n")
-            return 0
-        if opt == "--trace":
-            _trace_on()
-        elif opt == "--root" or opt.startswith("--root="):
-            root = opt[7:] if "=" in opt else _value(opt, args)
-        elif opt == "--log" or opt.startswith("--log="):
-            _log["path"] = opt[6:] if "=" in opt else _value(opt, args)
-        elif opt == "--log-format" or opt.startswith("--log-format="):
-            _log["format"] = opt[13:] if "=" in opt else _value(opt, args)
-            if _log["format"] not in ("text", "json"):
-                raise UsageError(f"unknown --log-format {_log['format']!r} (text or json)")
-        elif opt in ("--debug", "--systemd-cgroup=false", "--rootless=false"):
-            pass  # runc's; nothing to do here
-        elif opt == "--cgroup-manager" or opt.startswith("--cgroup-manager="):
-            manager = opt[17:] if "=" in opt else _value(opt, args)  # crun's; podman passes it
-            if manager not in ("cgroupfs", "disabled"):
-                raise UsageError(f"--cgroup-manager {manager}: only cgroupfs (minicontainer "
-                                 "makes its own cgroup v2 per container) or disabled")
-        elif opt in ("--systemd-cgroup", "--systemd-cgroup=true"):
-            running = "systemd runs here, but " if os.path.isdir("/run/systemd/system") else \
-                "systemd is not running here, and "
-            raise UsageError(f"--systemd-cgroup is not supported: {running}minicontainer "
-                             "manages its cgroup v2 itself (use cgroupfs: podman's "
-                             "cgroup_manager = \"cgroupfs\", containerd's SystemdCgroup = false)")
-        else:
-            raise UsageError(f"unknown flag: {opt}")
+    _log["path"] = opts.get("log")
+    _log["format"] = opts.get("log_format", "text")
+    if _log["format"] not in ("text", "json"):
+        raise UsageError(f"unknown --log-format {_log['format']!r} (text or json)")
+    if opts.get("rootless", "false") not in ("false", "auto"):  # auto: root here, so false
+        raise UsageError(f"--rootless={opts['rootless']} is not supported: minicontainer runs "
+                         "as root only")
+    if opts.get("cgroup_manager", "cgroupfs") not in ("cgroupfs", "disabled"):
+        raise UsageError(f"--cgroup-manager {opts['cgroup_manager']}: only cgroupfs "
+                         "(minicontainer makes its own cgroup v2 per container) or disabled")
+    if opts.get("systemd_cgroup"):
+        running = "systemd runs here, but " if os.path.isdir("/run/systemd/system") else \
+            "systemd is not running here, and "
+        raise UsageError(f"--systemd-cgroup is not supported: {running}minicontainer "
+                         "manages its cgroup v2 itself (use cgroupfs: podman's "
+                         "cgroup_manager = \"cgroupfs\", containerd's SystemdCgroup = false)")
+    root = opts.get("root")
     if not args:
         sys.stderr.write(USAGE)
         return 125
@@ -136,19 +140,16 @@ def _dispatch(args: list[str]) -> int:
     if os.geteuid() != 0 and verb not in ("help",):
         raise ContainerError(f"{verb} needs root: try 'sudo minicontainer {verb} ...'")
     module = __import__(VERBS[verb], fromlist=["main"])  # importlib costs ~0.6 ms more
-    return module.main(args, root)
+    try:
+        return module.main(args, root)
+    except flags.Help:
+        return 0  # VERB --help: printed
 
 
 def _trace_on() -> None:
     from minicontainer.kernel import trace
 
     trace.set_enabled(True)
-
-
-def _value(flag: str, args: list[str]) -> str:
-    if not args:
-        raise UsageError(f"flag needs an argument: {flag}")
-    return args.pop(0)
 
 
 def _say(message: str) -> None:

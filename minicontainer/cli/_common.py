@@ -1,23 +1,11 @@
-"""What the lifecycle and OCI verbs share: an argparse that fails the minicontainer way (one
-line, exit 125), the state store, and JSON output. Not imported by `run`."""
+"""What the lifecycle and OCI verbs share besides their flags (cli/flags.py): the state store
+and JSON output. Not imported by `run`."""
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 
 from minicontainer.errors import UsageError
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(f"{self.prog}: {message}")
-
-
-def parser(verb: str, usage: str, description: str) -> Parser:
-    return Parser(prog=f"minicontainer {verb}", usage=f"minicontainer {verb} {usage}",
-                  description=description)
 
 
 def store(root: str | None):
@@ -27,7 +15,10 @@ def store(root: str | None):
 
 
 def print_json(value) -> None:
-    sys.stdout.write(json.dumps(value, indent=2) + "\n")
+    """As runc prints state: indented by two (the tiny encoder: json costs ~10 ms)."""
+    from minicontainer.runtime.state import to_json
+
+    sys.stdout.write(to_json(value, indent=2) + "\n")
 
 
 def kept_fds(preserve: int, env: dict | None = None) -> int:

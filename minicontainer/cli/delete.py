@@ -2,17 +2,19 @@
 --force of an id that does not exist succeeds, as runc's: engines call it to make sure."""
 from __future__ import annotations
 
-from minicontainer.cli._common import parser, store
-from minicontainer.runtime import lifecycle
+from minicontainer.cli._common import store
+from minicontainer.cli.flags import Verb
+
+VERB = Verb("delete", "[--force] ID", "Delete a stopped container (--force: any).",
+            [("-f, --force", "kill it first if it runs")], ["id"])
 
 
 def main(args: list[str], root: str | None) -> int:
-    p = parser("delete", "[--force] ID", "Delete a stopped container (--force: any).")
-    p.add_argument("-f", "--force", action="store_true", help="kill it first if it runs")
-    p.add_argument("id")
-    opts = p.parse_args(args)
+    opts = VERB.parse(args)
     containers = store(root)
-    if opts.force and opts.id not in containers.ids():
+    if opts["force"] and opts["id"] not in containers.ids():
         return 0
-    lifecycle.delete(containers.lookup(opts.id, exact=True), opts.force)
+    from minicontainer.runtime import lifecycle
+
+    lifecycle.delete(containers.lookup(opts["id"], exact=True), opts["force"])
     return 0

@@ -18,7 +18,8 @@ import re
 import sys
 import time
 
-from minicontainer.cli._common import parser, store
+from minicontainer.cli._common import store
+from minicontainer.cli.flags import Verb
 from minicontainer.errors import ContainerError, UsageError
 from minicontainer.runtime.cgroups import _keyed, _single
 
@@ -26,15 +27,17 @@ _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, 
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 
 
+VERB = Verb("events", "[--stats] [--interval DURATION] ID",
+            "Print the container's resource usage (and OOM kills) as JSON events.",
+            [("--stats", "print the stats once and exit"),
+             ("--interval DURATION", "between stats events (default 5s)")],
+            ["id"])
+
+
 def main(args: list[str], root: str | None) -> int:
-    p = parser("events", "[--stats] [--interval DURATION] ID",
-               "Print the container's resource usage (and OOM kills) as JSON events.")
-    p.add_argument("--stats", action="store_true", help="print the stats once and exit")
-    p.add_argument("--interval", default="5s", help="between stats events (default 5s)")
-    p.add_argument("id")
-    opts = p.parse_args(args)
-    interval = parse_duration(opts.interval)
-    container = store(root).lookup(opts.id, exact=True)
+    opts = VERB.parse(args)
+    interval = parse_duration(opts["interval"] or "5s")
+    container = store(root).lookup(opts["id"], exact=True)
     from minicontainer.runtime import lifecycle
 
     if container.status() not in ("created", "running", "paused"):
@@ -42,7 +45,7 @@ def main(args: list[str], root: str | None) -> int:
     path = lifecycle.cgroup_path(container)
     if not path:
         raise ContainerError(f'container "{container.id}" has no cgroup v2: no stats to show')
-    if opts.stats:
+    if opts["stats"]:
         _emit("stats", container.id, stats(path))
         return 0
     ooms = _oom_kills(path)

@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import sys
 
-from minicontainer.errors import UsageError
+from minicontainer.cli.flags import Verb
+
+VERB = Verb("gc", "", "Remove containers whose runtime is gone, and scratch directories of VM "
+            "runs that were killed.")
 
 
 def main(args: list[str], root: str | None) -> int:
-    if args in (["-h"], ["--help"]):
-        sys.stdout.write("Usage: minicontainer gc\n\nRemove containers whose runtime is gone, and scratch "
-                         "directories of VM runs that were killed.\n")
-        return 0
-    if args:
-        raise UsageError(f"gc takes no arguments, got {' '.join(args)}")
+    VERB.parse(args)
     from minicontainer.runtime.state import StateStore, state_root
 
     for cid in StateStore(state_root(root)).collect_garbage():

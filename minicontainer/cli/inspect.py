@@ -1,16 +1,18 @@
 """`minicontainer inspect CONTAINER...`: everything recorded about containers, as JSON."""
 from __future__ import annotations
 
-from minicontainer.cli._common import parser, print_json, store
+from minicontainer.cli._common import print_json, store
+from minicontainer.cli.flags import Verb
+
+VERB = Verb("inspect", "CONTAINER...", "Print what is known about containers as JSON.",
+            positionals=["containers+"], go_style=False)
 
 
 def main(args: list[str], root: str | None) -> int:
-    p = parser("inspect", "CONTAINER...", "Print what is known about containers as JSON.")
-    p.add_argument("containers", nargs="+")
-    opts = p.parse_args(args)
+    opts = VERB.parse(args)
     s = store(root)
     out = []
-    for ref in opts.containers:
+    for ref in opts["containers"]:
         c = s.lookup(ref)
         r = dict(c.record)
         status = c.status()

@@ -5,22 +5,22 @@ docker: `kill -s SIG NAME...`. The default is runc's, SIGTERM (docker's is SIGKI
 """
 from __future__ import annotations
 
-from minicontainer.cli._common import parser, store
+from minicontainer.cli._common import store
+from minicontainer.cli.flags import Verb
 from minicontainer.errors import UsageError
 from minicontainer.runtime import lifecycle
 
+VERB = Verb("kill", "[-s SIGNAL] [--all] CONTAINER [SIGNAL]",
+            "Send a signal (default SIGTERM) to a container's first process.",
+            [("-s, --signal SIGNAL", "signal name or number"),
+             ("-a, --all", "send it to every process of the container (its cgroup)")],
+            ["container", "sig?"])
+
 
 def main(args: list[str], root: str | None) -> int:
-    p = parser("kill", "[-s SIGNAL] [--all] CONTAINER [SIGNAL]",
-               "Send a signal (default SIGTERM) to a container's first process.")
-    p.add_argument("-s", "--signal", help="signal name or number")
-    p.add_argument("-a", "--all", action="store_true",
-                   help="send it to every process of the container (its cgroup)")
-    p.add_argument("container")
-    p.add_argument("sig", nargs="?", metavar="SIGNAL")
-    opts = p.parse_args(args)
-    if opts.signal and opts.sig:
+    opts = VERB.parse(args)
+    if opts["signal"] and opts["sig"]:
         raise UsageError("kill: give the signal once: -s SIG or the argument after the id")
-    sig = lifecycle.parse_signal(opts.signal or opts.sig or "TERM")
-    lifecycle.kill(store(root).lookup(opts.container), sig, opts.all)
+    sig = lifecycle.parse_signal(opts["signal"] or opts["sig"] or "TERM")
+    lifecycle.kill(store(root).lookup(opts["container"]), sig, opts["all"])
     return 0

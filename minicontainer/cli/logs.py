@@ -5,19 +5,20 @@ import os
 import sys
 import time
 
-from minicontainer.cli._common import parser, store
+from minicontainer.cli._common import store
+from minicontainer.cli.flags import Verb
 from minicontainer.errors import ContainerError
+
+VERB = Verb("logs", "[-f] CONTAINER", "Print a detached container's output (run -d).",
+            [("-f, --follow", "keep printing until it stops")], ["container"], go_style=False)
 
 
 def main(args: list[str], root: str | None) -> int:
-    p = parser("logs", "[-f] CONTAINER", "Print a detached container's output (run -d).")
-    p.add_argument("-f", "--follow", action="store_true", help="keep printing until it stops")
-    p.add_argument("container")
-    opts = p.parse_args(args)
-    container = store(root).lookup(opts.container)
+    opts = VERB.parse(args)
+    container = store(root).lookup(opts["container"])
     path = container.record.get("log")
     if not path:
-        raise ContainerError(f'container "{opts.container}" keeps no log: only containers '
+        raise ContainerError(f'container "{opts["container"]}" keeps no log: only containers '
                              "started with run -d do (the others write to their caller)")
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -31,7 +32,7 @@ def main(args: list[str], root: str | None) -> int:
                 out.write(data)
                 continue
             out.flush()
-            if not opts.follow or not _running(container):
+            if not opts["follow"] or not _running(container):
                 # one last read: what it wrote just before it stopped
                 rest = os.read(fd, 1 << 20)
                 out.write(rest)

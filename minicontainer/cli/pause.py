@@ -3,13 +3,14 @@ cgroup v2's cgroup.freeze; `resume` thaws it. containerd (`ctr task pause`), Doc
 (`docker pause`) and podman call it."""
 from __future__ import annotations
 
-from minicontainer.cli._common import parser, store
+from minicontainer.cli._common import store
+from minicontainer.cli.flags import Verb
 from minicontainer.runtime import lifecycle
+
+VERB = Verb("pause", "ID", "Freeze every process of a running container.", positionals=["id"])
 
 
 def main(args: list[str], root: str | None) -> int:
-    p = parser("pause", "ID", "Freeze every process of a running container.")
-    p.add_argument("id")
-    opts = p.parse_args(args)
-    lifecycle.pause(store(root).lookup(opts.id, exact=True))
+    opts = VERB.parse(args)
+    lifecycle.pause(store(root).lookup(opts["id"], exact=True))
     return 0

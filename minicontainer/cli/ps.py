@@ -10,44 +10,45 @@
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
-from minicontainer.cli._common import parser, store
+from minicontainer.cli._common import store
+from minicontainer.cli.flags import Verb
 from minicontainer.errors import ContainerError, UsageError
+
+VERB = Verb("ps", "[-a] [-q] | ps [--format table|json] ID [-- PS_ARGS...]",
+            "List running containers (-a: stopped ones too), or the processes of one\n"
+            "(runc's ps: ID's cgroup, as host pids in JSON or as ps(1) PS_ARGS prints them).",
+            [("-a, --all", "show stopped containers too"),
+             ("-q, --quiet", "only the ids"),
+             ("-f, --format table|json", "with ID: how to print its processes (default table)")],
+            ["container?", "ps_args*"])
 
 
 def main(args: list[str], root: str | None) -> int:
-    p = parser("ps", "[-a] [-q] | ps [--format table|json] ID [-- PS_ARGS...]",
-               "List running containers (-a: stopped ones too), or the processes of one.")
-    p.add_argument("-a", "--all", action="store_true", help="show stopped containers too")
-    p.add_argument("-q", "--quiet", action="store_true", help="only the ids")
-    p.add_argument("-f", "--format", choices=("table", "json"),
-                   help="with ID: how to print its processes (default table)")
-    p.add_argument("container", nargs="?", help="list this container's processes (runc's ps)")
-    p.add_argument("ps_args", nargs=argparse.REMAINDER, help="arguments for ps(1), after --")
-    opts = p.parse_args(args)
-    if opts.container is not None:
-        if opts.all or opts.quiet:
+    opts = VERB.parse(args)
+    if opts["format"] not in (None, "table", "json"):
+        raise UsageError(f"ps: invalid --format {opts['format']!r} (table or json)")
+    if opts["container"] is not None:
+        if opts["all"] or opts["quiet"]:
             raise UsageError("ps: -a and -q list containers; they take no container id")
-        ps_args = opts.ps_args[1:] if opts.ps_args[:1] == ["--"] else opts.ps_args
-        return processes(store(root).lookup(opts.container, exact=True), opts.format or "table",
-                         ps_args)
-    if opts.format:
+        return processes(store(root).lookup(opts["container"], exact=True),
+                         opts["format"] or "table", opts["ps_args"])
+    if opts["format"]:
         raise UsageError("ps: --format lists the processes of a container: give its id")
     rows = []
     for c in store(root).containers():
         status = c.status()
-        if status != "running" and not opts.all:
+        if status != "running" and not opts["all"]:
             continue
-        if opts.quiet:
+        if opts["quiet"]:
             sys.stdout.write(c.id[:12] + "\n")
             continue
         rows.append((c.id[:12], c.name or "", str(c.record.get("pid") or "") if status in
                      ("created", "running", "paused") else "", describe(c, status),
                      _ago(c.record.get("created")), " ".join(c.record.get("command") or [])))
-    if not opts.quiet:
+    if not opts["quiet"]:
         header = ("CONTAINER ID", "NAME", "PID", "STATUS", "CREATED", "COMMAND")
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(5)]
         for row in [header, *rows]:

@@ -3,17 +3,18 @@ from __future__ import annotations
 
 import sys
 
-from minicontainer.cli._common import parser, store
+from minicontainer.cli._common import store
+from minicontainer.cli.flags import Verb
 from minicontainer.runtime import lifecycle
+
+VERB = Verb("rm", "[-f] CONTAINER...", "Remove containers.",
+            [("-f, --force", "kill a running one first")], ["containers+"], go_style=False)
 
 
 def main(args: list[str], root: str | None) -> int:
-    p = parser("rm", "[-f] CONTAINER...", "Remove containers.")
-    p.add_argument("-f", "--force", action="store_true", help="kill a running one first")
-    p.add_argument("containers", nargs="+")
-    opts = p.parse_args(args)
+    opts = VERB.parse(args)
     s = store(root)
-    for ref in opts.containers:
-        lifecycle.delete(s.lookup(ref), opts.force)
+    for ref in opts["containers"]:
+        lifecycle.delete(s.lookup(ref), opts["force"])
         sys.stdout.write(ref + "\n")
     return 0

@@ -1,16 +1,17 @@
 """`minicontainer state ID` (OCI): the container's state, as the runtime spec defines it."""
 from __future__ import annotations
 
-from minicontainer.cli._common import parser, print_json, store
+from minicontainer.cli._common import print_json, store
+from minicontainer.cli.flags import Verb
 
 OCI_VERSION = "1.0.2"
 
+VERB = Verb("state", "ID", "Print the OCI state of a container as JSON.", positionals=["id"])
+
 
 def main(args: list[str], root: str | None) -> int:
-    p = parser("state", "ID", "Print the OCI state of a container as JSON.")
-    p.add_argument("id")
-    opts = p.parse_args(args)
-    print_json(oci_state(store(root).lookup(opts.id, exact=True)))
+    opts = VERB.parse(args)
+    print_json(oci_state(store(root).lookup(opts["id"], exact=True)))
     return 0
 
 

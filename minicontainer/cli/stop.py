@@ -3,18 +3,25 @@ from __future__ import annotations
 
 import sys
 
-from minicontainer.cli._common import parser, store
+from minicontainer.cli._common import store
+from minicontainer.cli.flags import Verb
+from minicontainer.errors import UsageError
 from minicontainer.runtime import lifecycle
+
+VERB = Verb("stop", "[-t SECS] CONTAINER...", "Stop containers: SIGTERM, then SIGKILL.",
+            [("-t, --time SECS", "seconds to wait after SIGTERM before SIGKILL (default 10)")],
+            ["containers+"], go_style=False)
 
 
 def main(args: list[str], root: str | None) -> int:
-    p = parser("stop", "[-t SECS] CONTAINER...", "Stop containers: SIGTERM, then SIGKILL.")
-    p.add_argument("-t", "--time", type=float, default=10.0,
-                   help="seconds to wait after SIGTERM before SIGKILL (default 10)")
-    p.add_argument("containers", nargs="+")
-    opts = p.parse_args(args)
+    opts = VERB.parse(args)
+    try:
+        wait = float(opts["time"] or 10)
+    except ValueError:
+        raise UsageError(f"stop: invalid --time {opts['time']!r}: want a number of seconds") \
+            from None
     s = store(root)
-    for ref in opts.containers:
-        lifecycle.stop(s.lookup(ref), opts.time)
+    for ref in opts["containers"]:
+        lifecycle.stop(s.lookup(ref), wait)
         sys.stdout.write(ref + "\n")
     return 0

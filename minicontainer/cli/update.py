@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import sys
 
-from minicontainer.cli._common import parser, store
+from minicontainer.cli._common import store
+from minicontainer.cli.flags import Verb
 from minicontainer.errors import ContainerError, UsageError
 
 # runc's flag -> (its place in linux.resources, how its value is read)
@@ -35,10 +36,18 @@ FLAGS = {
 }
 
 
+VERB = Verb("update", "[-r FILE|-] [--memory N] [--cpu-quota N] ... ID",
+            "Change the resource limits of a running container.",
+            [("-r, --resources FILE", "the new linux.resources as JSON (- for stdin)"),
+             *((f"{flag} VALUE", "linux.resources." + ".".join(place))
+               for flag, (place, _) in FLAGS.items())],
+            ["id"])
+
+
 def main(args: list[str], root: str | None) -> int:
-    opts = arguments().parse_args(args)
+    opts = VERB.parse(args)
     resources = parse(opts)
-    container = store(root).lookup(opts.id, exact=True)
+    container = store(root).lookup(opts["id"], exact=True)
     status = container.status()
     if status not in ("created", "running", "paused"):
         raise ContainerError(f'cannot update container "{container.id}": it is {status}')
@@ -59,34 +68,24 @@ def main(args: list[str], root: str | None) -> int:
     return 0
 
 
-def arguments():
-    p = parser("update", "[-r FILE|-] [--memory N] [--cpu-quota N] ... ID",
-               "Change the resource limits of a running container.")
-    p.add_argument("-r", "--resources", help="the new linux.resources as JSON (- for stdin)")
-    for flag in FLAGS:
-        p.add_argument(flag, dest=flag[2:].replace("-", "_"))
-    p.add_argument("id")
-    return p
-
-
-def parse(opts) -> dict:
+def parse(opts: dict) -> dict:
     """The linux.resources object the command line asks for: -r's JSON, the flags over it."""
     resources: dict = {}
-    if opts.resources:
+    if opts["resources"]:
         import json
 
         try:
-            if opts.resources == "-":
+            if opts["resources"] == "-":
                 resources = json.load(sys.stdin)
             else:
-                with open(opts.resources) as f:
+                with open(opts["resources"]) as f:
                     resources = json.load(f)
         except (OSError, ValueError) as e:
-            raise UsageError(f"update -r {opts.resources}: {e}") from None
+            raise UsageError(f"update -r {opts['resources']}: {e}") from None
         if not isinstance(resources, dict):
-            raise UsageError(f"update -r {opts.resources}: not a JSON object")
+            raise UsageError(f"update -r {opts['resources']}: not a JSON object")
     for flag, ((section, key), kind) in FLAGS.items():
-        text = getattr(opts, flag[2:].replace("-", "_"))
+        text = opts[flag[2:].replace("-", "_")]
         if text is None:
             continue
         resources.setdefault(section, {})[key] = _value(flag, text, kind)

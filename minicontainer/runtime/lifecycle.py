@@ -17,7 +17,7 @@ import time
 
 from minicontainer.errors import ContainerError
 from minicontainer.kernel import cgroupfs
-from minicontainer.runtime.state import now, signal_process
+from minicontainer.runtime.state import from_json, now, signal_process
 
 
 def start(container) -> None:
@@ -183,11 +183,9 @@ def _cgroup_pids(path: str) -> list[int]:
 
 
 def _reload(container) -> dict:
-    import json
-
     try:
-        with open(os.path.join(container.dir, "state.json")) as f:
-            return json.load(f)
+        with open(os.path.join(container.dir, "state.json"), encoding="utf-8") as f:
+            return from_json(f.read())
     except (OSError, ValueError):
         return {**container.record, "status": "stopped"}
 

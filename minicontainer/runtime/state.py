@@ -78,13 +78,14 @@ def process_start_time(pid: int | None) -> str | None:
     return found[1] if found else None
 
 
-def _json(value) -> str:
-    """A tiny JSON encoder for str/int/bool/None/list/dict: `import json` costs milliseconds
-    on the start-up path, and these records hold nothing else.
+def to_json(value, indent: int | None = None, _at: str = "\n") -> str:
+    """A tiny JSON encoder for str/int/bool/None/list/dict (indent: spaces per level, as
+    json.dumps's): `import json` costs milliseconds on the start-up path (its decoder pulls in
+    re and enum), and these records, and what the verbs print, hold nothing else.
 
     A command, an environment value or a path may hold bytes that are not UTF-8: Python
     carries each as a lone surrogate (surrogateescape, as in sys.argv). Those are written as
-    \\udcXX escapes, which json.load reads back into the same str, so `exec` hands the
+    \\udcXX escapes, which from_json reads back into the same str, so `exec` hands the
     container the same bytes again (os.execve encodes them back)."""
     if isinstance(value, str):
         out = []
@@ -102,11 +103,43 @@ def _json(value) -> str:
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_json(v) for v in value) + "]"
+    if not isinstance(value, (list, tuple, dict)):
+        raise TypeError(f"cannot encode {type(value).__name__}")
+    inner = _at + " " * (indent or 0)
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{_json(str(k))}: {_json(v)}" for k, v in value.items()) + "}"
-    raise TypeError(f"cannot encode {type(value).__name__}")
+        ends, items = "{}", [f"{to_json(str(k))}: {to_json(v, indent, inner)}"
+                             for k, v in value.items()]
+    else:
+        ends, items = "[]", [to_json(v, indent, inner) for v in value]
+    if indent is None or not items:
+        return ends[0] + ", ".join(items) + ends[1]
+    return ends[0] + inner + ("," + inner).join(items) + _at + ends[1]
+
+
+class _Decoding:
+    """What CPython's C scanner asks of its decoder (json.JSONDecoder's attributes)."""
+    strict, object_hook, object_pairs_hook = True, None, None
+    parse_float, parse_int, parse_constant = float, int, float
+
+
+def from_json(text: str):
+    """Decode JSON with CPython's C scanner, the one json.loads uses, without importing json
+    (whose decoder imports re and enum: ~10 ms for each `state`, `kill` or `delete`).
+    ValueError when TEXT is not one JSON value."""
+    try:
+        import _json
+    except ImportError:  # another Python: its json, slower to import but the same answer
+        import json
+
+        return json.loads(text)
+    text = text.strip(" \t\n\r")
+    try:
+        value, end = _json.make_scanner(_Decoding())(text, 0)
+    except StopIteration as e:
+        raise ValueError(f"invalid JSON at character {e.value}") from None
+    if end != len(text):
+        raise ValueError(f"invalid JSON: extra data at character {end}")
+    return value
 
 
 # Names and ids are file names here (names/<name>, containers/<id>): NAME_MAX bytes at most.
@@ -174,7 +207,8 @@ class Container:
         self.record.update(fields)
         # liveness first: whoever waits for state.json to change (rm -f waits for "stopped")
         # finds both written
-        for name, text in (("liveness", _liveness(self.record)), ("state.json", _json(self.record))):
+        for name, text in (("liveness", _liveness(self.record)),
+                           ("state.json", to_json(self.record))):
             path = os.path.join(self.dir, name)
             with open(path + ".new", "w", encoding="utf-8") as f:
                 f.write(text + "\n")
@@ -388,7 +422,7 @@ class StateStore:
         if quick is not None and _gc_action(Container(self, cid, None, quick)) is None:
             return False
         try:
-            with open(os.path.join(directory, "state.json")) as f:
+            with open(os.path.join(directory, "state.json"), encoding="utf-8") as f:
                 text = f.read()
         except FileNotFoundError:
             if os.path.isdir(directory) and self._fresh(directory):
@@ -396,9 +430,7 @@ class StateStore:
             remove_tree(directory)
             self._unlink_names_of(cid)
             return True
-        import json  # only now: something is to be done
-
-        record = json.loads(text)
+        record = from_json(text)  # only now: something is to be done
         container = Container(self, cid, record.get("name"), record)
         action = _gc_action(container)
         try:
@@ -416,11 +448,10 @@ class StateStore:
 
     def load(self, cid: str) -> Container:
         """The container with exactly this id; ContainerError if there is none."""
-        import json
-
         try:
-            with open(os.path.join(self.root, "containers", cid, "state.json")) as f:
-                record = json.load(f)
+            path = os.path.join(self.root, "containers", cid, "state.json")
+            with open(path, encoding="utf-8") as f:
+                record = from_json(f.read())
         except (FileNotFoundError, NotADirectoryError, ValueError):
             raise ContainerError(f'container "{cid}" does not exist') from None
         return Container(self, cid, record.get("name"), record)
