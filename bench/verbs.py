@@ -1,10 +1,10 @@
 """What one OCI verb call costs: minicontainer against runc, call by call, as a client pays it.
 
-    .venv/bin/python bench/verbs.py [--runs 20] [--tree DIR]
+    .venv/bin/python bench/verbs.py [--runs 20] [--tree DIR]...
 
 containerd's shim, conmon and Docker start the runtime once per verb (create, start, state,
 kill, delete, exec), so each call's start-up counts several times per container. Timed here,
-interleaved (each round calls minicontainer then runc), median of --runs:
+interleaved (each round calls every runtime, in an order that alternates), median of --runs:
 
     state ID                    a created container (its process waits for start)
     kill ID CONT                a running container (a signal it ignores, so it stays)
@@ -12,8 +12,8 @@ interleaved (each round calls minicontainer then runc), median of --runs:
     create + start + delete     a bundle whose process is /bin/true (delete --force: no wait)
 
 minicontainer runs through the launcher install.sh writes (the venv's interpreter with -S,
-the checkout first on sys.path), built here for --tree (default: this checkout), so an older
-tree (`git archive main | tar -x -C DIR`) can be measured the same way. Everything runs in a
+the checkout first on sys.path), built here for each --tree (default: this checkout): give an older
+tree too (`git archive main | tar -x -C DIR`) to measure a change, before and after alike. Everything runs in a
 private mount namespace whose /sys/fs/cgroup holds only cgroup2 (bench/purev2.py): runc would
 otherwise make cgroups in the host's v1 hierarchies.
 """
@@ -35,7 +35,7 @@ import purev2  # bench/purev2.py: never touch the host's v1 cgroups
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def launcher(tree: str, work: str) -> str:
+def launcher(tree: str, path: str) -> str:
     """install.sh's launcher, for TREE (the compiled kernel module copied in when missing)."""
     so = [f for f in os.listdir(f"{HERE}/minicontainer/kernel") if f.endswith(".so")]
     for name in so:
@@ -43,7 +43,6 @@ def launcher(tree: str, work: str) -> str:
             shutil.copy(f"{HERE}/minicontainer/kernel/{name}", f"{tree}/minicontainer/kernel/")
     subprocess.run([sys.executable, "-m", "compileall", "-q", f"{tree}/minicontainer"],
                    check=True)
-    path = f"{work}/minicontainer"
     with open(path, "w") as f:
         f.write(f"#!{sys.executable} -S\nimport sys\nsys.path[:0] = [{tree!r}, "
                 f"{sysconfig.get_paths()['purelib']!r}]\nfrom minicontainer.cli import entry\n"
@@ -83,15 +82,20 @@ def timed(cmd: list[str]) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=20)
-    ap.add_argument("--tree", default=HERE, help="the minicontainer checkout to measure")
+    ap.add_argument("--tree", action="append", help="a minicontainer checkout to measure "
+                    "(again for more; default: this one)")
     ap.add_argument("--rootfs", default=f"{HERE}/rootfs")
     opts = ap.parse_args()
     purev2.enter()
     before = purev2.cgroups_now()
     work = tempfile.mkdtemp(prefix="mcv-", dir="/tmp")
-    runtimes = {"minicontainer": [launcher(os.path.abspath(opts.tree), work), "--root",
-                                  f"{work}/mc-state"],
-                "runc": ["runc", "--root", f"{work}/runc-state"]}
+    trees = [os.path.abspath(t) for t in opts.tree or [HERE]]
+    runtimes = {}
+    for n, tree in enumerate(trees):
+        name = "minicontainer" if len(trees) == 1 else f"mc {os.path.basename(tree)}"
+        runtimes[name] = [launcher(tree, f"{work}/minicontainer{n}"), "--root",
+                          f"{work}/mc{n}-state"]
+    runtimes["runc"] = ["runc", "--root", f"{work}/runc-state"]
     sleeper = bundle(work, "sleeper", os.path.abspath(opts.rootfs), ["sleep", "1000"])
     true = bundle(work, "true", os.path.abspath(opts.rootfs), ["/bin/true"])
     times: dict = {}
@@ -101,7 +105,7 @@ def main() -> int:
                 timed([*rt, "create", "--bundle", sleeper, cid])
             timed([*rt, "start", "running"])
         for i in range(opts.runs):
-            for name, rt in (runtimes.items() if i % 2 else reversed(runtimes.items())):
+            for name, rt in (list(runtimes.items())[::1 if i % 2 else -1]):
                 t = times.setdefault(name, {})
                 t.setdefault("state", []).append(timed([*rt, "state", "waiting"]))
                 t.setdefault("kill", []).append(timed([*rt, "kill", "running", "CONT"]))
@@ -117,11 +121,13 @@ def main() -> int:
                 subprocess.run([*rt, "delete", "--force", cid], stderr=subprocess.DEVNULL)
         shutil.rmtree(work, ignore_errors=True)
         purev2.remove_new_cgroups(before)
-    print(f"{'call':26} {'minicontainer ms':>17} {'runc ms':>9} {'ratio':>6}   "
-          f"(median of {opts.runs})")
+    print(f"ms, median of {opts.runs}; in brackets: divided by runc's")
+    print(f"{'call':26}" + "".join(f"{name:>24}" for name in runtimes))
     for call in times["runc"]:
-        mc, runc = (statistics.median(times[n][call]) * 1000 for n in ("minicontainer", "runc"))
-        print(f"{call:26} {mc:17.1f} {runc:9.1f} {mc / runc:6.2f}")
+        runc = statistics.median(times["runc"][call])
+        print(f"{call:26}" + "".join(
+            f"{statistics.median(times[n][call]) * 1000:17.1f} "
+            f"({statistics.median(times[n][call]) / runc:4.2f})" for n in runtimes))
     return 0
 
 
