@@ -11,6 +11,9 @@ interleaved (each round calls every runtime, in an order that alternates), media
     delete --force MISSING      an id that does not exist (engines call it to make sure)
     create + start + delete     a bundle whose process is /bin/true (delete --force: no wait)
 
+and, for scale, the floor of every minicontainer call: the interpreter alone
+(`python -S -c pass`, timed in the same rounds).
+
 minicontainer runs through the launcher install.sh writes (the venv's interpreter with -S,
 the checkout first on sys.path), built here for each --tree (default: this checkout): give an older
 tree too (`git archive main | tar -x -C DIR`) to measure a change, before and after alike. Everything runs in a
@@ -99,12 +102,14 @@ def main() -> int:
     sleeper = bundle(work, "sleeper", os.path.abspath(opts.rootfs), ["sleep", "1000"])
     true = bundle(work, "true", os.path.abspath(opts.rootfs), ["/bin/true"])
     times: dict = {}
+    floor: list = []
     try:
         for name, rt in runtimes.items():
             for cid in ("waiting", "running"):
                 timed([*rt, "create", "--bundle", sleeper, cid])
             timed([*rt, "start", "running"])
         for i in range(opts.runs):
+            floor.append(timed([sys.executable, "-S", "-c", "pass"]))
             for name, rt in (list(runtimes.items())[::1 if i % 2 else -1]):
                 t = times.setdefault(name, {})
                 t.setdefault("state", []).append(timed([*rt, "state", "waiting"]))
@@ -121,7 +126,8 @@ def main() -> int:
                 subprocess.run([*rt, "delete", "--force", cid], stderr=subprocess.DEVNULL)
         shutil.rmtree(work, ignore_errors=True)
         purev2.remove_new_cgroups(before)
-    print(f"ms, median of {opts.runs}; in brackets: divided by runc's")
+    print(f"ms, median of {opts.runs}; in brackets: divided by runc's; `python -S -c pass` "
+          f"alone: {statistics.median(floor) * 1000:.1f} ms")
     print(f"{'call':26}" + "".join(f"{name:>24}" for name in runtimes))
     for call in times["runc"]:
         runc = statistics.median(times["runc"][call])
