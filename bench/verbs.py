@@ -16,7 +16,8 @@ and, for scale, the floor of every minicontainer call: the interpreter alone
 
 minicontainer runs through the launcher install.sh writes (the venv's interpreter with -S,
 the checkout first on sys.path), built here for each --tree (default: this checkout): give an older
-tree too (`git archive main | tar -x -C DIR`) to measure a change, before and after alike. Everything runs in a
+tree too (`git archive main | tar -x -C DIR`) to measure a change, before and after alike.
+runc comes from Debian's package, installed when missing (as bench/startup.py does). Everything runs in a
 private mount namespace whose /sys/fs/cgroup holds only cgroup2 (bench/purev2.py): runc would
 otherwise make cgroups in the host's v1 hierarchies.
 """
@@ -34,6 +35,7 @@ import tempfile
 import time
 
 import purev2  # bench/purev2.py: never touch the host's v1 cgroups
+from startup import ensure_peers  # bench/startup.py: runc (and its other peers) from Debian
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -89,6 +91,7 @@ def main() -> int:
                     "(again for more; default: this one)")
     ap.add_argument("--rootfs", default=f"{HERE}/rootfs")
     opts = ap.parse_args()
+    ensure_peers()  # before entering: apt must see the host's /run
     purev2.enter()
     before = purev2.cgroups_now()
     work = tempfile.mkdtemp(prefix="mcv-", dir="/tmp")
