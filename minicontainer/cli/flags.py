@@ -86,10 +86,10 @@ class Verb:
 
         Verb("kill", "[OPTIONS] CONTAINER [SIGNAL]", "Send a signal ...",
              [("-s, --signal SIGNAL", "signal name or number"), ("-a, --all", "...")],
-             ["container", "signal?"])
+             ["container", "sig?"])
 
     An option line names its spellings, then a value's name if it takes one; its field is
-    its first long name ("--pid-file" -> "pid_file"); a value name ending in "..." may be
+    its first long name ("--pid-file" -> "pid_file"; a positional needs another name); a value name ending in "..." may be
     given many times (a list). Positionals: "name" required, "name?" optional, "name+" one
     or more, "name*" the rest of the line verbatim (a command and its arguments: options
     after it are its own). Options may come between positionals (as argparse allowed), up
