@@ -31,3 +31,27 @@ class CommandNotFound(ContainerError):
 
 # The child reports its failure to the parent by kind name over a pipe.
 BY_KIND = {cls.__name__: cls for cls in (ContainerError, UsageError, CannotExecute, CommandNotFound)}
+
+
+# The Python API's own (minicontainer.run, Container): never raised on the CLI's path.
+
+class ExitStatusError(ContainerError):
+    """run(check=True) or exec(check=True): the command exited non-zero (subprocess's
+    CalledProcessError). Carries returncode, cmd, stdout and stderr."""
+
+    def __init__(self, returncode: int, cmd, stdout=None, stderr=None):
+        super().__init__(f"command {list(cmd)!r} exited with status {returncode}")
+        self.returncode, self.cmd, self.stdout, self.stderr = returncode, cmd, stdout, stderr
+
+    @property
+    def exit_code(self) -> int:
+        return self.returncode
+
+
+class Timeout(ContainerError):
+    """A wait ran out of time; the message names what was waited for. From run(timeout=...)
+    it carries what the command wrote until then (stdout, stderr), as subprocess does."""
+
+    def __init__(self, message: str, timeout: float, stdout=None, stderr=None):
+        super().__init__(message)
+        self.timeout, self.stdout, self.stderr = timeout, stdout, stderr

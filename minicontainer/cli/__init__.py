@@ -35,6 +35,7 @@ Long-running containers (docs/lifecycle.md):
   kill [-s SIGNAL] CONTAINER              send a signal (default SIGTERM, as runc)
   rm [-f] CONTAINER...                    remove stopped containers
   inspect CONTAINER...                    what is recorded about them, as JSON
+  port CONTAINER [PORT[/PROTO]]           its published ports (-p): which host port is which
 
 OCI runtime interface, as runc's (podman --runtime $(command -v minicontainer)):
   create --bundle DIR [--pid-file F] [--console-socket S] [--preserve-fds N] ID
@@ -59,7 +60,7 @@ VERBS = {"run": "minicontainer.cli.run", "gc": "minicontainer.cli.gc",
          "vm": "minicontainer.cli.vm", "compare": "minicontainer.cli.compare"}
 # Long-running containers and the OCI runtime interface: one module per verb.
 VERBS.update({verb: f"minicontainer.cli.{verb}" for verb in (
-    "ps", "exec", "logs", "stop", "kill", "rm", "inspect",
+    "ps", "exec", "logs", "stop", "kill", "rm", "inspect", "port",
     "create", "start", "state", "delete", "features", "spec",
     "pause", "resume", "update", "events", "checkpoint", "restore")})
 VERBS["list"] = "minicontainer.cli.ps"  # runc's name for it

@@ -40,8 +40,9 @@ Options:
       --network MODE       none (default): a new network namespace with only lo;
                            host: the host's; bridge: a veth on the bridge, NAT, /etc/hosts;
                            container:NAME: join that running container's network namespace
-  -p, --publish [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp]
-                           forward a host port to the container (implies --network bridge)
+  -p, --publish [[HOSTIP:][HOSTPORT]:]CONTAINERPORT[/tcp|udp]
+                           forward a host port to the container (implies --network bridge);
+                           without HOSTPORT a free one is picked (minicontainer port NAME)
   -d, --detach             run in the background: print the id, keep the output in a log
                            (minicontainer logs), record the exit status (ps -a)
       --rm                 with -d: remove the container when it exits (without -d a run is
@@ -212,13 +213,9 @@ def main(args: list[str], root: str | None) -> int:
         sys.stdout.write(HELP + "\n" + RESOURCES_HELP)
         return 0
     spec = build_spec(opts, positionals)
+    from minicontainer.runtime import api
+
     if opts.get("detach"):
-        from minicontainer.runtime.launch import run_detached
-        from minicontainer.runtime.state import StateStore, state_root
-
-        sys.stdout.write(run_detached(spec, StateStore(state_root(root)), bool(opts.get("rm"))) + "\n")
+        sys.stdout.write(api.run_detached(spec, root, auto_remove=bool(opts.get("rm"))) + "\n")
         return 0
-    from minicontainer.runtime.launch import run
-    from minicontainer.runtime.state import StateStore, state_root
-
-    return run(spec, StateStore(state_root(root)))
+    return api.run(spec, root)

@@ -44,9 +44,10 @@ JOIN_ORDER = ("cgroup", "ipc", "uts", "net", "mnt")
 
 
 def exec_in(container, proc, security, detach: bool = False, pid_file: str | None = None,
-            console_socket: str | None = None) -> int:
+            console_socket: str | None = None, stdio=None, supervise=None) -> int:
     """Run `proc` (a spec.Process) in `container` with `security`; returns its exit status,
-    or 0 once it runs when detached."""
+    or 0 once it runs when detached. stdio and supervise: as for launch.run (the Python
+    API's pipes, and its pump instead of our signal forwarding)."""
     status = container.status()
     if status not in ("created", "running"):
         raise ContainerError(f'cannot exec in container "{container.id}": it is {status}')
@@ -77,7 +78,7 @@ def exec_in(container, proc, security, detach: bool = False, pid_file: str | Non
             os.close(err_r)
             os.close(pid_r)
             _intermediate(proc, security, namespaces, root, hostname, winsize, err_w, pid_w,
-                          channel)
+                          channel, stdio)
     finally:
         for fd in fds:
             os.close(fd)
@@ -115,6 +116,13 @@ def exec_in(container, proc, security, detach: bool = False, pid_file: str | Non
         return 0
     if master is not None:
         terminal.relay(master, child, interactive=proc.interactive)
+    elif supervise is not None:
+        try:
+            supervise(child)
+        except BaseException:
+            _kill(child, _signal.SIGKILL)
+            os.waitpid(child, 0)
+            raise
     else:
         for sig in FORWARDED_SIGNALS:
             _signal.signal(sig, lambda signum, frame: _kill(child, signum))
@@ -138,7 +146,7 @@ def _namespace_fds(pid: int) -> dict[str, int]:
 
 
 def _intermediate(proc, security, namespaces, root, hostname, winsize, err_w, pid_w,
-                  channel) -> None:
+                  channel, stdio) -> None:
     """Never returns: enters the container but its pid namespace, then forks the process
     that runs the command there (see the module's docstring), or reports why not."""
     try:
@@ -159,8 +167,11 @@ def _intermediate(proc, security, namespaces, root, hostname, winsize, err_w, pi
             keep.append(namespaces["pid"])
         if channel:
             keep.append(channel.child.fileno())
+        for target, fd in enumerate(stdio or ()):  # the caller's pipes (None: the default)
+            if fd is not None:
+                os.dup2(fd, target)
         _close_all_but(keep)
-        if not proc.interactive and not proc.terminal:
+        if not proc.interactive and not proc.terminal and not (stdio and stdio[0] is not None):
             null = os.open("/dev/null", os.O_RDONLY)  # the container's
             os.dup2(null, 0)
             os.close(null)

@@ -46,21 +46,30 @@ FORWARDED_SIGNALS = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SI
 
 class _How:
     """What differs between the ways in. foreground: the container dies with its runtime;
-    exec_fifo: block before execve until `start`; log_fd: the container's stdout and stderr."""
+    exec_fifo: block before execve until `start`; log_fd: the container's stdout and stderr;
+    stdio: (stdin, stdout, stderr) fds for the container instead of ours (the Python API's
+    pipes; None for one: as without stdio); supervise: called with the container's pid while it runs, instead of forwarding
+    our signals to it (the Python API pumps its pipes there: a library must not take over
+    the caller's signal handlers)."""
 
-    __slots__ = ("foreground", "exec_fifo", "log_fd")
+    __slots__ = ("foreground", "exec_fifo", "log_fd", "stdio", "supervise")
 
-    def __init__(self, foreground=True, exec_fifo=None, log_fd=None):
+    def __init__(self, foreground=True, exec_fifo=None, log_fd=None, stdio=None,
+                 supervise=None):
         self.foreground, self.exec_fifo, self.log_fd = foreground, exec_fifo, log_fd
+        self.stdio, self.supervise = stdio, supervise
 
 
 FOREGROUND = _How()
 
 
-def run(spec, store: StateStore) -> int:
-    """Run one container to completion; return its exit status (docker's convention)."""
+def run(spec, store: StateStore, stdio=None, supervise=None) -> int:
+    """Run one container to completion; return its exit status (docker's convention).
+    stdio and supervise: see _How (the CLI gives neither)."""
     _check_spec(spec)
     store.collect_garbage()
+    how = FOREGROUND if stdio is None and supervise is None else \
+        _How(stdio=stdio, supervise=supervise)
     # From here on a SIGINT/SIGTERM for the container must not kill us half-way (leaving the
     # record for gc): it waits, blocked, and goes to the container once it exists (_spawn).
     unblocked = _signal.pthread_sigmask(_signal.SIG_BLOCK, FORWARDED_SIGNALS)
@@ -68,7 +77,7 @@ def run(spec, store: StateStore) -> int:
         container = store.create(spec.name, spec.root.path, spec.process.args,
                                  exec=exec_defaults(spec))
         try:
-            return _launch(spec, container, unblocked)
+            return _launch(spec, container, how, unblocked)
         finally:
             container.remove()
     finally:
@@ -114,13 +123,21 @@ def check_env(env: dict) -> None:
                              "non-empty, without '=' or control characters; a value without NUL")
 
 
-def _launch(spec, container, unblocked) -> int:
-    pid, master, alive_w = _spawn(spec, container, FOREGROUND, unblocked)
-    if master is not None:
-        from minicontainer.runtime.terminal import relay
+def _launch(spec, container, how: _How, unblocked) -> int:
+    pid, master, alive_w = _spawn(spec, container, how, unblocked)
+    try:
+        if master is not None:
+            from minicontainer.runtime.terminal import relay
 
-        relay(master, pid, interactive=spec.process.interactive)
-    status = _wait(pid)
+            relay(master, pid, interactive=spec.process.interactive)
+        elif how.supervise is not None:
+            how.supervise(pid)
+        status = _wait(pid)
+    except BaseException:  # a KeyboardInterrupt in the caller, a supervisor's timeout
+        _kill(pid, _signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(alive_w)
+        raise
     cgroups.report(spec, container.cgroup, status)
     os.close(alive_w)
     return status
@@ -177,7 +194,7 @@ def _spawn(spec, container, how: _How, unblocked=None):
                 os.write(alive_w, b"g")
             os.close(ready_r)
         master = console.receive() if console else None
-        if how.foreground:
+        if how.foreground and how.supervise is None:
             for sig in FORWARDED_SIGNALS:
                 _signal.signal(sig, lambda signum, frame: _kill(pid, signum))
         _signal.pthread_sigmask(_signal.SIG_SETMASK, unblocked)
@@ -198,18 +215,31 @@ def _spawn(spec, container, how: _How, unblocked=None):
     return pid, master, alive_w
 
 
-def run_detached(spec, store: StateStore, auto_remove: bool = False) -> str:
+def run_detached(spec, store: StateStore, auto_remove: bool = False,
+                 lifeline: bool = False) -> str:
     """run -d: start the container under a shim and return its id once it runs (or raise
-    why it could not start). The shim outlives us, records the exit status and cleans up."""
+    why it could not start). The shim outlives us, records the exit status and cleans up.
+    lifeline: the container dies with the calling process instead, and is removed (a test
+    session's containers: the shim watches a pidfd of ours; gc covers a dead shim)."""
     _check_spec(spec)
     store.collect_garbage()
+    from minicontainer.runtime.state import process_start_time
+
+    me = os.getpid()
+    watch = {"lifeline_pid": me, "lifeline_start": process_start_time(me)} if lifeline else {}
     container = store.create(spec.name, spec.root.path, spec.process.args, mode="detached",
-                             auto_remove=auto_remove, log=None, exec=exec_defaults(spec))
+                             auto_remove=auto_remove, log=None, exec=exec_defaults(spec),
+                             **watch)
+    # Our pidfd, opened by us: it names this process, never a later one with our pid.
+    pidfd = os.pidfd_open(me) if lifeline else None
     report_r, report_w = os.pipe()
-    if os.fork() == 0:
+    child = os.fork()
+    if child == 0:
         os.close(report_r)
-        _shim(spec, container, report_w)
+        _shim(spec, container, report_w, pidfd)
     os.close(report_w)
+    if pidfd is not None:
+        os.close(pidfd)
     failure = _read_all(report_r)
     if failure:
         kind, _, message = failure.decode(errors="replace").partition("\n")
@@ -217,9 +247,10 @@ def run_detached(spec, store: StateStore, auto_remove: bool = False) -> str:
     return container.id
 
 
-def _shim(spec, container, report_w: int) -> None:
+def _shim(spec, container, report_w: int, lifeline: int | None = None) -> None:
     """The supervising process of a detached container (conmon's job for podman). Never
-    returns. Its own stdio are the container's: /dev/null in, the log file out."""
+    returns. Its own stdio are the container's: /dev/null in, the log file out.
+    lifeline: a pidfd; when that process dies, the container is killed and removed."""
     code = 0
     try:
         os.setsid()  # no terminal: ^C or a closing terminal must not reach it
@@ -254,18 +285,39 @@ def _shim(spec, container, report_w: int) -> None:
             from minicontainer.runtime.terminal import copy_until_closed
 
             copy_until_closed(master, log_fd)
+        if lifeline is not None and _outlived(pid, lifeline):
+            _kill(pid, _signal.SIGKILL)  # PID 1 of its namespace: the kernel kills the rest
+            _wait(pid)
+            container.remove()
+            os._exit(0)
         status = _wait(pid)
         cgroups.report(spec, container.cgroup, status)  # OOM kill and such, into the log
         from minicontainer.runtime.state import now
 
-        container.update(status="stopped", exit_code=status, finished=now())
         if container.record.get("auto_remove"):
+            container.update(status="stopped", exit_code=status, finished=now())
             container.remove()
         else:
+            # released first: whoever sees "stopped" (rm, wait) may remove the rest at once
             container.release()
+            container.update(status="stopped", exit_code=status, finished=now())
     except BaseException:
         code = 125  # the record stays; gc reconciles it
     os._exit(code)
+
+
+def _outlived(pid: int, lifeline: int) -> bool:
+    """Wait until our child `pid` exits (False) or the lifeline's process does (True)."""
+    child = os.pidfd_open(pid)
+    poller = select.poll()
+    poller.register(child, select.POLLIN)
+    poller.register(lifeline, select.POLLIN)
+    while True:
+        ready = {fd for fd, _ in poller.poll()}
+        if child in ready:
+            return False
+        if lifeline in ready:
+            return True
 
 
 def create(spec, store: StateStore, cid: str, bundle: str, annotations: dict,
@@ -361,6 +413,9 @@ def _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console,
         if how.log_fd is not None and not spec.process.terminal:
             os.dup2(how.log_fd, 1)
             os.dup2(how.log_fd, 2)
+        for target, fd in enumerate(how.stdio or ()):  # the caller's pipes (None: default)
+            if fd is not None:
+                os.dup2(fd, target)
         # O_PATH: after pivot_root the fifo is out of reach by name, but not through this fd
         fifo = os.open(how.exec_fifo, os.O_PATH | os.O_CLOEXEC) if how.exec_fifo else None
 

@@ -51,22 +51,27 @@ DEFAULT_SUBNET = "10.87.0.0/16"
 # Present while minicontainer has switched IPv4 forwarding on (it was off before).
 FORWARDING_MARK = "/run/minicontainer.ip_forward"
 
-_reserved: list[socket.socket] = []  # published host ports, held for this runtime's life
+# Published host ports, held while their container runs: owned value ("port" record) ->
+# socket; release_port closes it (this process's, if it holds it: the API runs many).
+_reserved: dict[str, socket.socket] = {}
 _netlink = None  # this process's netlink socket in the host namespace, opened on first use
 
 
 def parse_publish(text: str) -> Port:
-    """-p [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp] (IPv4 only)."""
-    want = f"invalid --publish {text!r}: want [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp]"
+    """-p [[HOSTIP:][HOSTPORT]:]CONTAINERPORT[/tcp|udp] (IPv4 only). No HOSTPORT (`-p 80`,
+    `-p 127.0.0.1::80`): a free one is picked at start (_publish), as docker does."""
+    want = f"invalid --publish {text!r}: want [[HOSTIP:][HOSTPORT]:]CONTAINERPORT[/tcp|udp]"
     body, slash, protocol = text.partition("/")
     protocol = protocol if slash else "tcp"
     if protocol not in ("tcp", "udp"):
         raise UsageError(f"{want} (protocol {protocol!r})")
     parts = body.split(":")
+    if len(parts) == 1:
+        parts = ["", body]
     if len(parts) not in (2, 3):
         raise UsageError(want)
     host_ip = None
-    if len(parts) == 3:
+    if len(parts) == 3 and parts[0]:
         try:
             host_ip = str(ipaddress.IPv4Address(parts[0]))
         except ValueError:
@@ -75,9 +80,12 @@ def parse_publish(text: str) -> Port:
             host_ip = None
     ports = []
     for p in parts[-2:]:
-        if not p.isdigit() or not 1 <= int(p) <= 65535:
+        if p == "" and not ports:
+            ports.append(None)  # the host port: pick a free one
+        elif not p.isdigit() or not 1 <= int(p) <= 65535:
             raise UsageError(f"{want} ({p!r} is not a port number)")
-        ports.append(int(p))
+        else:
+            ports.append(int(p))
     return Port(host_ip=host_ip, host_port=ports[0], container_port=ports[1], protocol=protocol)
 
 
@@ -100,6 +108,10 @@ def prepare(spec, container) -> list:
         bridge = net.ensure(host)
         net.write_hosts()
         _publish(spec.ports, address, net, container)
+    # For `minicontainer port` and the Python API's ip and host_port(): what was chosen.
+    container.update(ip=address, ports=[
+        {"host_ip": p.host_ip or "0.0.0.0", "host_port": p.host_port,
+         "container_port": p.container_port, "protocol": p.protocol} for p in spec.ports])
     spec.mounts[:0] = net.mounts(spec.root)
     veth = net.veth_prefix + container.id[:15 - len(net.veth_prefix)]  # IFNAMSIZ - 1
 
@@ -318,15 +330,20 @@ table ip {self.table} {{
 
 def _publish(ports: list, address: str, net: Network, container) -> None:
     """Hold each host port (so nothing else can take it, and a taken one fails here), then
-    add its DNAT map elements in one nft transaction."""
+    add its DNAT map elements in one nft transaction. A port without a host port gets a
+    free one from the kernel (bind to port 0): held, under the network's lock, it is never
+    handed to two containers."""
     elements = []
     for port in ports:
-        _reserved.append(_reserve(port))
+        sock = _reserve(port)
+        port.host_port = sock.getsockname()[1]
         if port.host_ip:
             table_map, key = f"{port.protocol}_at", f"{port.host_ip} . {port.host_port}"
         else:
             table_map, key = f"{port.protocol}_any", str(port.host_port)
-        container.own("port", f"{net.table} {table_map} {key.replace(' . ', ':')}")
+        owned = f"{net.table} {table_map} {key.replace(' . ', ':')}"
+        _reserved[owned] = sock
+        container.own("port", owned)
         elements.append(f"add element ip {net.table} {table_map} "
                         f"{{ {key} : {address} . {port.container_port} }}")
     if elements:
@@ -342,10 +359,10 @@ def _publish(ports: list, address: str, net: Network, container) -> None:
 
 def _reserve(port: Port) -> socket.socket:
     kind = socket.SOCK_STREAM if port.protocol == "tcp" else socket.SOCK_DGRAM
-    where = f"{port.host_ip or '0.0.0.0'}:{port.host_port}/{port.protocol}"
+    where = f"{port.host_ip or '0.0.0.0'}:{port.host_port or 'any'}/{port.protocol}"
     sock = socket.socket(socket.AF_INET, kind)
     try:
-        sock.bind((port.host_ip or "0.0.0.0", port.host_port))
+        sock.bind((port.host_ip or "0.0.0.0", port.host_port or 0))
     except OSError as e:
         sock.close()
         if e.errno == errno.EADDRINUSE:
@@ -423,6 +440,9 @@ def release_veth(value: str) -> None:
 
 def release_port(value: str) -> None:
     """VALUE "TABLE MAP KEY": one published port's DNAT map element (KEY: PORT or IP:PORT)."""
+    held = _reserved.pop(value, None)
+    if held is not None:
+        held.close()
     table, table_map, key = value.split(" ")
     _nft(f"delete element ip {table} {table_map} {{ {key.replace(':', ' . ')} }}", missing_ok=True)
 

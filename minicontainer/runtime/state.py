@@ -27,7 +27,9 @@ Three modes, and what "its runtime died" means for each (`collect_garbage`):
               it is marked stopped (exit code unknown) and keeps its record until `rm`
     oci       create/start: nobody watches (the engine's conmon reaps it); the record stays
               until `delete`, and a dead init simply reads as "stopped"
-A container still "creating" whose runtime died is removed in every mode.
+A container still "creating" whose runtime died is removed in every mode, and so is a detached
+one with a lifeline (lifeline_pid, lifeline_start: the Python API's, a test session's) once
+that process is gone and its shim too (the shim itself kills and removes it first).
 
 Every start runs that pass over every recorded container, so its common case is cheap: the
 `liveness` line and /proc/PID/stat say "nothing to do" with a few small reads and no import;
@@ -302,7 +304,7 @@ def signal_process(pid: int, sig: int = 9) -> None:
 
 # The liveness line: these record fields, in this order, "-" for None (none holds a space).
 LIVENESS_FIELDS = ("mode", "status", "runtime_pid", "runtime_start", "pid", "pid_start",
-                   "auto_remove")
+                   "auto_remove", "lifeline_pid", "lifeline_start")
 
 
 def _liveness(record: dict) -> str:
@@ -324,7 +326,7 @@ def _read_liveness(directory: str) -> dict | None:
     if len(words) != len(LIVENESS_FIELDS):
         return None
     record = {k: None if w == "-" else w for k, w in zip(LIVENESS_FIELDS, words)}
-    for key in ("runtime_pid", "pid"):
+    for key in ("runtime_pid", "pid", "lifeline_pid"):
         if record[key] is not None:
             record[key] = int(record[key])
     record["auto_remove"] = record["auto_remove"] == "1"
@@ -339,6 +341,9 @@ def _gc_action(container: "Container") -> str | None:
     if container.watched():
         return None
     if r.get("mode", "run") == "run" or r.get("status") == "creating":
+        return "remove"
+    lifeline = r.get("lifeline_pid")  # started for a process (a test session) that is gone
+    if lifeline and process_start_time(lifeline) != r.get("lifeline_start"):
         return "remove"
     if container.alive():
         return None  # still running, unwatched: `stop`, `kill` and `rm -f` reach it

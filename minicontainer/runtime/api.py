@@ -1,0 +1,168 @@
+"""The runtime's API: one function per thing a front end can do to a container.
+
+    front ends (cli/, the OCI verbs, minicontainer.run / Container)
+        │   parse and print; build a spec.ContainerSpec
+        ▼
+    runtime/api.py       create start run run_detached exec kill stop delete state list logs
+        │
+        ▼
+    launch.py (the launch sequence), lifecycle.py (verbs on a recorded container),
+    exec.py (join a running one), state.py (the records)
+
+Each function is a thin call into those modules: there is one launch path, whoever calls.
+`root` is the state root (None: state.state_root's default); `ref` a container's name, id or
+unique id prefix (exact=True: the full id only, as the OCI verbs want). Errors are the
+exceptions of errors.py, with the one-line messages the CLI prints.
+
+Imports stay lazy: `minicontainer run` goes through here, and start-up time is a feature.
+"""
+from __future__ import annotations
+
+from minicontainer.runtime.state import StateStore, state_root
+
+
+def store(root: str | None = None) -> StateStore:
+    return StateStore(state_root(root))
+
+
+def lookup(ref: str, root: str | None = None, exact: bool = False):
+    """The recorded container (a state.Container); ContainerError if there is none."""
+    return store(root).lookup(ref, exact)
+
+
+# Starting containers.
+
+def run(spec, root: str | None = None, stdio=None, supervise=None) -> int:
+    """Run the container to completion in the foreground; its exit status (docker's codes).
+    stdio: (stdin, stdout, stderr) fds for it (default: ours); supervise(pid): called while
+    it runs, instead of forwarding our signals to it (launch._How)."""
+    from minicontainer.runtime import launch
+
+    return launch.run(spec, store(root), stdio, supervise)
+
+
+def run_detached(spec, root: str | None = None, auto_remove: bool = False,
+                 lifeline: bool = False) -> str:
+    """run -d: start it under a shim, return its id once it runs. lifeline: it dies with
+    (and is removed after) the calling process, SIGKILLed or not."""
+    from minicontainer.runtime import launch
+
+    return launch.run_detached(spec, store(root), auto_remove, lifeline)
+
+
+def create(spec, cid: str, bundle: str, annotations: dict, root: str | None = None,
+           pid_file: str | None = None, console_socket: str | None = None) -> None:
+    """OCI create: everything up to the execve, which waits for start()."""
+    from minicontainer.runtime import launch
+
+    launch.create(spec, store(root), cid, bundle, annotations, pid_file, console_socket)
+
+
+def start(ref: str, root: str | None = None, exact: bool = True) -> None:
+    """OCI start: let a created container go on to execve."""
+    from minicontainer.runtime import lifecycle
+
+    lifecycle.start(lookup(ref, root, exact))
+
+
+# A running container.
+
+def exec_process(container, args: list[str], env: dict | None = None, user: str | None = None,
+                 cwd: str | None = None, privileged: bool = False, terminal: bool = False,
+                 interactive: bool = False):
+    """The (spec.Process, spec.Security) to exec `args` in `container` with: the container's
+    own environment, user, working directory and privileges (its record), changed by these."""
+    from minicontainer.spec import Process, Security
+
+    defaults = container.record.get("exec") or {}
+    merged = dict(defaults.get("env") or {})
+    merged.update(env or {})
+    proc = Process(args=args, env=merged, cwd=cwd or defaults.get("cwd") or "/",
+                   user=user if user is not None else defaults.get("user"),
+                   terminal=terminal, interactive=interactive)
+    if privileged:
+        from minicontainer.kernel.caps import all_names
+
+        return proc, Security(capabilities=frozenset(all_names()), no_new_privs=False,
+                              privileged=True)
+    return proc, Security(capabilities=frozenset(defaults.get("capabilities", ())),
+                          no_new_privs=defaults.get("no_new_privs", True),
+                          privileged=defaults.get("privileged", False))
+
+
+def exec(ref: str, proc, security, root: str | None = None, exact: bool = False,
+         **how) -> int:
+    """Run `proc` in the running container; its exit status (0 once it runs, detached).
+    how: detach, pid_file, console_socket, stdio, supervise (runtime/exec.exec_in)."""
+    from minicontainer.kernel import caps  # noqa: F401  prctl: loaded before any setns
+    from minicontainer.runtime.exec import exec_in
+
+    return exec_in(lookup(ref, root, exact), proc, security, **how)
+
+
+def kill(ref: str, sig: int = 15, all_processes: bool = False, root: str | None = None,
+         exact: bool = False) -> None:
+    from minicontainer.runtime import lifecycle
+
+    lifecycle.kill(lookup(ref, root, exact), sig, all_processes)
+
+
+def stop(ref: str, timeout: float = 10.0, root: str | None = None) -> None:
+    """SIGTERM, then SIGKILL after `timeout` seconds; a stopped container is no error."""
+    from minicontainer.runtime import lifecycle
+
+    lifecycle.stop(lookup(ref, root), timeout)
+
+
+def wait(ref: str, timeout: float | None = None, root: str | None = None) -> int | None:
+    """Wait until the container has stopped; its exit code (None: it died unwatched, or
+    `timeout` seconds passed first)."""
+    from minicontainer.runtime import lifecycle
+
+    container = lookup(ref, root)
+    if not lifecycle.wait_stopped(container, 1e9 if timeout is None else timeout):
+        return None
+    return container.record.get("exit_code")
+
+
+def delete(ref: str, force: bool = False, root: str | None = None, exact: bool = False) -> None:
+    """Remove a stopped container and all it owns (force: kill it first)."""
+    from minicontainer.runtime import lifecycle
+
+    lifecycle.delete(lookup(ref, root, exact), force)
+
+
+remove = delete
+
+
+# What is recorded.
+
+def state(ref: str, root: str | None = None, exact: bool = False) -> dict:
+    """The container's record, its status reconciled with the kernel."""
+    container = lookup(ref, root, exact)
+    return dict(container.record, status=container.status())
+
+
+def list(root: str | None = None) -> list:  # noqa: A001  (the verb's name: runc's `list`)
+    """Every recorded container (state.Container), oldest first, after a gc pass."""
+    return store(root).containers()
+
+
+def log_path(ref: str, root: str | None = None) -> str:
+    """The file a detached container's output goes to; ContainerError for any other."""
+    from minicontainer.errors import ContainerError
+
+    path = lookup(ref, root).record.get("log")
+    if not path:
+        raise ContainerError(f'container "{ref}" keeps no log: only containers started with '
+                             "run -d do (the others write to their caller)")
+    return path
+
+
+def logs(ref: str, root: str | None = None) -> bytes:
+    """What a detached container has written to its stdout and stderr so far."""
+    try:
+        with open(log_path(ref, root), "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return b""
