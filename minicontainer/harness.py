@@ -228,12 +228,11 @@ class Container:
         deadline = time.monotonic() + timeout
         delay = 0.005
         while not ready():
-            state = api.state(self._id(), self.root)
-            if state["status"] == "stopped":
+            if self.status() == "stopped":
                 if ready():  # what it did just before it exited counts
                     return
                 raise ContainerError(f"waiting for {what}: the container exited (status "
-                                     f"{state.get('exit_code')}); its output: "
+                                     f"{self.wait(5)}); its output: "
                                      f"{self.logs()[-500:].decode(errors='replace')!r}")
             if time.monotonic() > deadline:
                 raise Timeout(f"timed out after {timeout} s waiting for {what}", timeout)

@@ -202,12 +202,14 @@ def _spawn(spec, container, how: _How, unblocked=None):
     except BaseException:
         _kill(pid, _signal.SIGKILL)
         os.waitpid(pid, 0)
+        os.close(alive_w)
         raise
     finally:
         if restore_on_failure:
             _signal.pthread_sigmask(_signal.SIG_SETMASK, unblocked)
     if failure:
         os.waitpid(pid, 0)
+        os.close(alive_w)  # a long-lived caller (the Python API) must not collect them
         kind, _, message = failure.decode(errors="replace").partition("\n")
         raise BY_KIND.get(kind, ContainerError)(message)
     if how.foreground:
