@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import urllib.request
 
 import pytest
@@ -227,3 +228,14 @@ def test_cli_publish_without_host_port_and_port_verb(mc, rootfs):
             125, "minicontainer: no public port 82/tcp published for ports\n")
     finally:
         mc("rm", "-f", "ports")
+
+
+def test_ctrl_c_during_a_run_kills_and_removes_the_container(rootfs, state_root):
+    handler = signal.getsignal(signal.SIGINT)
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        minicontainer.run(rootfs, ["sleep", "30"], root=state_root)
+    timer.join()
+    assert signal.getsignal(signal.SIGINT) is handler
+    assert os.listdir(os.path.join(state_root, "containers")) == []

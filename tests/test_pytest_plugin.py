@@ -3,12 +3,13 @@ a session SIGKILLed in the middle of a test, after which nothing of it may remai
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 
-from conftest import container_processes, session_cgroups
+from conftest import REPO, container_processes, session_cgroups
 
 from minicontainer import pytest_plugin
 from minicontainer.runtime.network import Network
@@ -130,3 +131,27 @@ def leftovers(root: str, net: Network) -> list[str]:
         if root in f.read():
             found.append("mounts")
     return found
+
+
+def doc_blocks() -> list[str]:
+    """The ```python blocks of docs/harness.md, in order."""
+    with open(os.path.join(REPO, "docs", "harness.md")) as f:
+        return re.findall(r"```python\n(.*?)```", f.read(), re.S)
+
+
+def test_the_quick_start_runs(pytester, rootfs):
+    """docs/harness.md's quick start, as written, with ./rootfs pointing at the repo's."""
+    quick_start = doc_blocks()[0]
+    pytester.makepyfile(test_web=quick_start.replace('"./rootfs"', repr(rootfs)))
+    result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider", timeout=120)
+    result.assert_outcomes(passed=2)
+
+
+def test_the_api_example_runs(state_root):
+    example = doc_blocks()[1]
+    r = subprocess.run([sys.executable, "-c", example], cwd=REPO, capture_output=True,
+                       text=True, timeout=60, env=dict(os.environ, MINICONTAINER_ROOT=state_root))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("\n")[:2] == ["box", ""]  # print() of "box\n"
+    cid, ip, port = r.stdout.split("\n")[2].split()
+    assert len(cid) == 12 and ip.startswith("10.") and int(port) > 0
