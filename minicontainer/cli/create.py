@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from minicontainer.cli._common import kept_fds, store
+from minicontainer.cli._common import kept_fds
 from minicontainer.cli.flags import Verb, whole
 
 VERB = Verb("create", "[--bundle DIR] [--pid-file F] [--console-socket S] [--preserve-fds N] ID",
@@ -30,7 +30,7 @@ def main(args: list[str], root: str | None) -> int:
     cid = opts["id"]
     check_id(cid)  # before the bundle is read (the store checks it again)
     from minicontainer import oci
-    from minicontainer.runtime.launch import create
+    from minicontainer.runtime import api
 
     bundle = os.path.abspath(opts["bundle"] or ".")
     spec, annotations = oci.load_bundle(bundle, cid, opts["no_pivot"])
@@ -39,7 +39,7 @@ def main(args: list[str], root: str | None) -> int:
         raise ContainerError("process.terminal is set: --console-socket is required")
     if opts["console_socket"] and not spec.process.terminal:
         raise ContainerError("--console-socket given, but process.terminal is false")
-    create(spec, store(root), cid, bundle, annotations,
-           pid_file=opts["pid_file"] and os.path.abspath(opts["pid_file"]),
-           console_socket=opts["console_socket"])
+    api.create(spec, cid, bundle, annotations, root,
+               pid_file=opts["pid_file"] and os.path.abspath(opts["pid_file"]),
+               console_socket=opts["console_socket"])
     return 0

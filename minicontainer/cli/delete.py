@@ -2,8 +2,8 @@
 --force of an id that does not exist succeeds, as runc's: engines call it to make sure."""
 from __future__ import annotations
 
-from minicontainer.cli._common import store
 from minicontainer.cli.flags import Verb
+from minicontainer.runtime import api
 
 VERB = Verb("delete", "[--force] ID", "Delete a stopped container (--force: any).",
             [("-f, --force", "kill it first if it runs")], ["id"])
@@ -11,10 +11,7 @@ VERB = Verb("delete", "[--force] ID", "Delete a stopped container (--force: any)
 
 def main(args: list[str], root: str | None) -> int:
     opts = VERB.parse(args)
-    containers = store(root)
-    if opts["force"] and opts["id"] not in containers.ids():
+    if opts["force"] and opts["id"] not in api.store(root).ids():
         return 0
-    from minicontainer.runtime import lifecycle
-
-    lifecycle.delete(containers.lookup(opts["id"], exact=True), opts["force"])
+    api.delete(opts["id"], opts["force"], root, exact=True)
     return 0

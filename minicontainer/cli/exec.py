@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-from minicontainer.cli._common import kept_fds, store
+from minicontainer.cli._common import kept_fds
 from minicontainer.cli.flags import Verb, env_of, whole
 from minicontainer.errors import ContainerError, UsageError
 
@@ -48,11 +48,9 @@ def main(args: list[str], root: str | None) -> int:
             raise UsageError(f"exec {flag} {value}: not supported (minicontainer applies no "
                              f"{what})")
 
-    container = store(root).lookup(opts["container"])
-    defaults = container.record.get("exec") or {}
-    from minicontainer.kernel import caps
-    from minicontainer.spec import Process, Security
+    from minicontainer.runtime import api
 
+    container = api.lookup(opts["container"], root)
     if opts["process"]:
         if opts["command"]:
             raise UsageError("exec: give the command in --process or on the line, not both")
@@ -77,33 +75,23 @@ def main(args: list[str], root: str | None) -> int:
     else:
         if not opts["command"]:
             raise UsageError("exec: no command given: minicontainer exec CONTAINER COMMAND")
-        env = {**(defaults.get("env") or {}), **env_of(opts["env"])}
-        user = opts["user"] if opts["user"] is not None else defaults.get("user")
-        proc = Process(args=opts["command"], env=env,
-                       cwd=opts["workdir"] or defaults.get("cwd") or "/", user=user,
-                       terminal=opts["tty"], interactive=opts["interactive"])
-        if opts["privileged"]:
-            from minicontainer.kernel.caps import all_names
+        from minicontainer.kernel import caps
 
-            security = Security(capabilities=frozenset(all_names()), no_new_privs=False,
-                                privileged=True)
-        else:
-            added = set()
-            for name in opts["cap"]:
-                try:
-                    cap = caps.normalize(name)
-                except ValueError as e:
-                    raise UsageError(f"exec --cap {name}: {e}") from None
-                added |= set(caps.all_names()) if cap == "all" else {cap}
-            security = Security(
-                capabilities=frozenset(defaults.get("capabilities", ())) | added,
-                no_new_privs=defaults.get("no_new_privs", True) or opts["no_new_privs"],
-                privileged=defaults.get("privileged", False))
+        added = set()
+        for name in opts["cap"]:
+            try:
+                cap = caps.normalize(name)
+            except ValueError as e:
+                raise UsageError(f"exec --cap {name}: {e}") from None
+            added |= set(caps.all_names()) if cap == "all" else {cap}
+        proc, security = api.exec_process(
+            container, opts["command"], env=env_of(opts["env"]), user=opts["user"],
+            cwd=opts["workdir"], privileged=opts["privileged"], terminal=opts["tty"],
+            interactive=opts["interactive"], add_capabilities=added,
+            no_new_privs=opts["no_new_privs"])
     proc.preserve_fds = kept_fds(preserve)
     if proc.terminal and opts["detach"] and not opts["console_socket"]:
         raise ContainerError("exec -d -t needs --console-socket: nobody would hold the pty")
-    from minicontainer.runtime.exec import exec_in
-
-    return exec_in(container, proc, security, detach=opts["detach"],
-                   pid_file=opts["pid_file"] and os.path.abspath(opts["pid_file"]),
-                   console_socket=opts["console_socket"])
+    return api.exec(container.id, proc, security, root, exact=True, detach=opts["detach"],
+                    pid_file=opts["pid_file"] and os.path.abspath(opts["pid_file"]),
+                    console_socket=opts["console_socket"])

@@ -5,10 +5,9 @@ docker: `kill -s SIG NAME...`. The default is runc's, SIGTERM (docker's is SIGKI
 """
 from __future__ import annotations
 
-from minicontainer.cli._common import store
 from minicontainer.cli.flags import Verb
 from minicontainer.errors import UsageError
-from minicontainer.runtime import lifecycle
+from minicontainer.runtime import api, lifecycle
 
 VERB = Verb("kill", "[-s SIGNAL] [--all] CONTAINER [SIGNAL]",
             "Send a signal (default SIGTERM) to a container's first process.",
@@ -22,5 +21,5 @@ def main(args: list[str], root: str | None) -> int:
     if opts["signal"] and opts["sig"]:
         raise UsageError("kill: give the signal once: -s SIG or the argument after the id")
     sig = lifecycle.parse_signal(opts["signal"] or opts["sig"] or "TERM")
-    lifecycle.kill(store(root).lookup(opts["container"]), sig, opts["all"])
+    api.kill(opts["container"], sig, opts["all"], root)
     return 0

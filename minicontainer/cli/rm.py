@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import sys
 
-from minicontainer.cli._common import store
 from minicontainer.cli.flags import Verb
-from minicontainer.runtime import lifecycle
+from minicontainer.runtime import api
 
 VERB = Verb("rm", "[-f] CONTAINER...", "Remove containers.",
             [("-f, --force", "kill a running one first")], ["containers+"], go_style=False)
@@ -13,8 +12,7 @@ VERB = Verb("rm", "[-f] CONTAINER...", "Remove containers.",
 
 def main(args: list[str], root: str | None) -> int:
     opts = VERB.parse(args)
-    s = store(root)
     for ref in opts["containers"]:
-        lifecycle.delete(s.lookup(ref), opts["force"])
+        api.delete(ref, opts["force"], root)
         sys.stdout.write(ref + "\n")
     return 0

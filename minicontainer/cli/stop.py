@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import sys
 
-from minicontainer.cli._common import store
 from minicontainer.cli.flags import Verb
 from minicontainer.errors import UsageError
-from minicontainer.runtime import lifecycle
+from minicontainer.runtime import api
 
 VERB = Verb("stop", "[-t SECS] CONTAINER...", "Stop containers: SIGTERM, then SIGKILL.",
             [("-t, --time SECS", "seconds to wait after SIGTERM before SIGKILL (default 10)")],
@@ -20,8 +19,7 @@ def main(args: list[str], root: str | None) -> int:
     except ValueError:
         raise UsageError(f"stop: invalid --time {opts['time']!r}: want a number of seconds") \
             from None
-    s = store(root)
     for ref in opts["containers"]:
-        lifecycle.stop(s.lookup(ref), wait)
+        api.stop(ref, wait, root)
         sys.stdout.write(ref + "\n")
     return 0

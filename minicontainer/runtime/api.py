@@ -69,9 +69,10 @@ def start(ref: str, root: str | None = None, exact: bool = True) -> None:
 
 def exec_process(container, args: list[str], env: dict | None = None, user: str | None = None,
                  cwd: str | None = None, privileged: bool = False, terminal: bool = False,
-                 interactive: bool = False):
+                 interactive: bool = False, add_capabilities=(), no_new_privs: bool = False):
     """The (spec.Process, spec.Security) to exec `args` in `container` with: the container's
-    own environment, user, working directory and privileges (its record), changed by these."""
+    own environment, user, working directory and privileges (its record), changed by these
+    (add_capabilities: more, by lower-case name; no_new_privs: set it even if it was not)."""
     from minicontainer.spec import Process, Security
 
     defaults = container.record.get("exec") or {}
@@ -85,17 +86,17 @@ def exec_process(container, args: list[str], env: dict | None = None, user: str 
 
         return proc, Security(capabilities=frozenset(all_names()), no_new_privs=False,
                               privileged=True)
-    return proc, Security(capabilities=frozenset(defaults.get("capabilities", ())),
-                          no_new_privs=defaults.get("no_new_privs", True),
-                          privileged=defaults.get("privileged", False))
+    return proc, Security(
+        capabilities=frozenset(defaults.get("capabilities", ())) | frozenset(add_capabilities),
+        no_new_privs=defaults.get("no_new_privs", True) or no_new_privs,
+        privileged=defaults.get("privileged", False))
 
 
 def exec(ref: str, proc, security, root: str | None = None, exact: bool = False,
          **how) -> int:
     """Run `proc` in the running container; its exit status (0 once it runs, detached).
     how: detach, pid_file, console_socket, stdio, supervise (runtime/exec.exec_in)."""
-    from minicontainer.kernel import caps  # noqa: F401  prctl: loaded before any setns
-    from minicontainer.runtime.exec import exec_in
+    from minicontainer.runtime.exec import exec_in  # which preloads what its children need
 
     return exec_in(lookup(ref, root, exact), proc, security, **how)
 
