@@ -239,3 +239,21 @@ def test_ctrl_c_during_a_run_kills_and_removes_the_container(rootfs, state_root)
     timer.join()
     assert signal.getsignal(signal.SIGINT) is handler
     assert os.listdir(os.path.join(state_root, "containers")) == []
+
+
+def test_a_start_that_fails_in_the_network_leaks_nothing(rootfs, state_root):
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    port = taken.getsockname()[1]
+    open_fds = None
+    try:
+        for _ in range(3):  # the first opens this process's netlink and nft sockets, kept
+            with pytest.raises(minicontainer.ContainerError) as e:
+                minicontainer.run(rootfs, ["true"], ports={80: ("127.0.0.1", port)},
+                                  root=state_root)
+            assert str(e.value) == (f"cannot publish 127.0.0.1:{port}/tcp: the port is "
+                                    "already in use on the host")
+            assert open_fds is None or fds() == open_fds
+            open_fds = fds()
+    finally:
+        taken.close()

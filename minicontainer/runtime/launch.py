@@ -155,9 +155,9 @@ def _spawn(spec, container, how: _How, unblocked=None):
         winsize, console = terminal.terminal_size(), terminal.MasterChannel()
     else:
         winsize = console = None
+    steps = _outside_steps(spec, container)  # before any fd of ours is open: it may fail
     err_r, err_w = os.pipe()      # child -> parent: why it failed; EOF at execve means success
     alive_r, alive_w = os.pipe()  # parent -> child: "go on" bytes; EOF tells the child we died
-    steps = _outside_steps(spec, container)
     ready_r, ready_w = os.pipe() if steps else (None, None)  # child -> parent: "unshared"
     process.preload(spec.process)  # the child's switch_root leaves the host's library behind
 
@@ -193,6 +193,7 @@ def _spawn(spec, container, how: _How, unblocked=None):
                     step(pid)
                 os.write(alive_w, b"g")
             os.close(ready_r)
+            ready_r = None
         master = console.receive() if console else None
         if how.foreground and how.supervise is None:
             for sig in FORWARDED_SIGNALS:
@@ -202,14 +203,17 @@ def _spawn(spec, container, how: _How, unblocked=None):
     except BaseException:
         _kill(pid, _signal.SIGKILL)
         os.waitpid(pid, 0)
-        os.close(alive_w)
+        # ours to close (a long-lived caller, the Python API, must not collect them)
+        for fd in (alive_w, err_r, ready_r):
+            if fd is not None:
+                os.close(fd)
         raise
     finally:
         if restore_on_failure:
             _signal.pthread_sigmask(_signal.SIG_SETMASK, unblocked)
     if failure:
         os.waitpid(pid, 0)
-        os.close(alive_w)  # a long-lived caller (the Python API) must not collect them
+        os.close(alive_w)
         kind, _, message = failure.decode(errors="replace").partition("\n")
         raise BY_KIND.get(kind, ContainerError)(message)
     if how.foreground:
@@ -235,8 +239,7 @@ def run_detached(spec, store: StateStore, auto_remove: bool = False,
     # Our pidfd, opened by us: it names this process, never a later one with our pid.
     pidfd = os.pidfd_open(me) if lifeline else None
     report_r, report_w = os.pipe()
-    child = os.fork()
-    if child == 0:
+    if os.fork() == 0:
         os.close(report_r)
         _shim(spec, container, report_w, pidfd)
     os.close(report_w)
