@@ -278,9 +278,7 @@ def _spec(rootfs: str, argv: list[str], options: dict):
         elif key == "volumes":
             opts["volume"] = _volumes(value)
         elif key == "tmpfs":
-            opts["tmpfs"] = [value] if isinstance(value, str) else \
-                [f"{t}:{o}" if o else t for t, o in value.items()] \
-                if isinstance(value, Mapping) else [str(t) for t in value]
+            opts["tmpfs"] = _tmpfs(value)
         elif key == "ports":
             opts["publish"] = _ports(value)
         elif key == "network":
@@ -330,13 +328,23 @@ def _ports(ports) -> list[str]:
         return [str(p) for p in ports]
     out = []
     for inside, host in ports.items():
-        inside = str(inside)
-        port, slash, proto = inside.partition("/")
         host_ip, host_port = host if isinstance(host, tuple) else (None, host)
-        out.append(f"{host_ip or ''}:{'' if host_port is None else host_port}:{port}"
-                   f"{slash}{proto}" if host_ip else
-                   f"{'' if host_port is None else f'{host_port}:'}{port}{slash}{proto}")
+        host_port = "" if host_port is None else str(host_port)
+        if host_ip:
+            out.append(f"{host_ip}:{host_port}:{inside}")  # 127.0.0.1::80/udp
+        else:
+            out.append(f"{host_port}:{inside}" if host_port else str(inside))  # 8080:80, 80
     return out
+
+
+def _tmpfs(tmpfs) -> list[str]:
+    """"/t", ["/t"] or {"/t": "size=1m"} -> --tmpfs values."""
+    if isinstance(tmpfs, str):
+        return [tmpfs]
+    if isinstance(tmpfs, Mapping):
+        return [f"{target}:{options}" if options else target
+                for target, options in tmpfs.items()]
+    return [str(t) for t in tmpfs]
 
 
 # Pipes in, pipes out.
