@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """What a test harness pays per container: in-process `minicontainer.run(rootfs, ["/bin/true"])`
-against the `crun run` and `runc run` CLIs (as bench/startup.py runs them), in-process with
+against the `crun run` and `runc run` CLIs (as bench/startup.py runs them; also with
+read_only=True, the read-only bind root their bundle has, instead of an overlay), in-process with
 network="bridge" against `podman run --network bridge` (as bench/network.py runs it), and
 containers per second for sequential in-process starts. Issue 11's target: the in-process
 median at most 1.0x crun's.
@@ -103,6 +104,8 @@ def main() -> int:
 
         report(f"in-process vs the CLIs, {args.runs} rounds interleaved:", interleaved({
             "minicontainer.run (in-process)": in_process(),
+            # the bundle's root is a read-only bind (startup.make_bundle): the same here
+            "minicontainer.run read_only": in_process(read_only=True),
             "crun run": cli(peers["crun"]),
             "runc run": cli(peers["runc"]),
             "minicontainer run (CLI)": cli(peers["minicontainer"]),
