@@ -289,7 +289,12 @@ def _spec(rootfs: str, argv: list[str], options: dict):
             raise UsageError(f"unknown option {key}= (see help(minicontainer.run))")
     if "network" not in opts and not opts["publish"]:
         opts["network"] = "none"
-    return cli_run.build_spec(opts, [rootfs, *argv])
+    spec = cli_run.build_spec(opts, [rootfs, *argv])
+    if spec.name is not None:
+        from minicontainer.runtime.state import check_name
+
+        check_name(spec.name)  # the store checks it at start too; Container() fails now
+    return spec
 
 
 def _env(env) -> dict:

@@ -99,7 +99,8 @@ def test_missing_command_has_its_own_exception(rootfs, state_root):
     ({"network": "overlay"}, "unknown network mode 'overlay' (have: none, host, bridge, container:NAME)"),
     ({"ports": ["80:http"]}, "invalid --publish '80:http': want [[HOSTIP:][HOSTPORT]:]CONTAINERPORT[/tcp|udp] ('http' is not a port number)"),
     ({"colour": "blue"}, "unknown option colour= (see help(minicontainer.run))"),
-    ({"name": "no spaces"}, 'invalid container name "no spaces": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed'),
+    ({"name": "no spaces"}, "invalid container name 'no spaces': only [a-zA-Z0-9][a-zA-Z0-9_.-] "
+                            "are allowed, at most 255 characters"),
 ])
 def test_bad_option_fails_before_anything_starts(rootfs, state_root, options, message):
     with pytest.raises(minicontainer.UsageError) as e:
