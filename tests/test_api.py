@@ -96,8 +96,11 @@ def test_missing_command_has_its_own_exception(rootfs, state_root):
 @pytest.mark.parametrize("options, message", [
     ({"volumes": ["relative:/x"]},
      "invalid volume specification: 'relative:/x': the host path must be absolute"),
-    ({"network": "overlay"}, "unknown network mode 'overlay' (have: none, host, bridge, container:NAME)"),
-    ({"ports": ["80:http"]}, "invalid --publish '80:http': want [[HOSTIP:][HOSTPORT]:]CONTAINERPORT[/tcp|udp] ('http' is not a port number)"),
+    ({"network": "overlay"},
+     "unknown network mode 'overlay' (have: none, host, bridge, container:NAME)"),
+    ({"ports": ["80:http"]}, "invalid --publish '80:http': want "
+                             "[[HOSTIP:][HOSTPORT]:]CONTAINERPORT[/tcp|udp] "
+                             "('http' is not a port number)"),
     ({"colour": "blue"}, "unknown option colour= (see help(minicontainer.run))"),
     ({"name": "no spaces"}, "invalid container name 'no spaces': only [a-zA-Z0-9][a-zA-Z0-9_.-] "
                             "are allowed, at most 255 characters"),
@@ -117,7 +120,8 @@ def test_timeout_kills_and_keeps_the_output(rootfs, state_root):
     with pytest.raises(minicontainer.Timeout) as e:
         minicontainer.run(rootfs, ["sh", "-c", "echo started; sleep 30"], timeout=0.5,
                           root=state_root)
-    assert str(e.value) == "container ['sh', '-c', 'echo started; sleep 30'] did not exit within 0.5 s"
+    assert str(e.value) == \
+        "container ['sh', '-c', 'echo started; sleep 30'] did not exit within 0.5 s"
     assert e.value.stdout == b"started\n"
 
 

@@ -48,9 +48,9 @@ class _How:
     """What differs between the ways in. foreground: the container dies with its runtime;
     exec_fifo: block before execve until `start`; log_fd: the container's stdout and stderr;
     stdio: (stdin, stdout, stderr) fds for the container instead of ours (the Python API's
-    pipes; None for one: as without stdio); supervise: called with the container's pid while it runs, instead of forwarding
-    our signals to it (the Python API pumps its pipes there: a library must not take over
-    the caller's signal handlers)."""
+    pipes; None for one: as without stdio); supervise: called with the container's pid while
+    it runs, instead of forwarding our signals to it (the Python API pumps its pipes there: a
+    library must not take over the caller's signal handlers)."""
 
     __slots__ = ("foreground", "exec_fifo", "log_fd", "stdio", "supervise")
 
