@@ -20,7 +20,7 @@ import pytest
 
 import minicontainer
 from minicontainer.runtime import api
-from minicontainer.runtime.network import Network, parse_publish
+from minicontainer.runtime.network import Network
 
 HTTPD = ["httpd", "-f", "-v", "-p", "80", "-h", "/etc"]  # serves the rootfs's /etc
 
@@ -263,35 +263,3 @@ def test_a_start_that_fails_in_the_network_leaks_nothing(rootfs, state_root):
     finally:
         taken.close()
 
-
-# Pure: keyword options to the CLI's flags, and -p's forms (no container started).
-
-@pytest.mark.unit
-def test_keyword_forms_become_the_clis_flags():
-    from minicontainer import harness
-
-    assert harness._ports({80: None, "53/udp": ("127.0.0.1", None), 81: 8081,
-                           82: ("127.0.0.1", 9000)}) == \
-        ["80", "127.0.0.1::53/udp", "8081:81", "127.0.0.1:9000:82"]
-    assert harness._volumes({"/h": "/c", "/r": ("/c2", "ro"),
-                             "/d": {"bind": "/c3", "mode": "ro"}}) == \
-        ["/h:/c", "/r:/c2:ro", "/d:/c3:ro"]
-    assert harness._tmpfs({"/t": "size=1m", "/u": ""}) == ["/t:size=1m", "/u"]
-    assert harness._env(["A=1", "B=x=y"]) == {"A": "1", "B": "x=y"}
-    with pytest.raises(minicontainer.UsageError):
-        harness._env(["NOEQUALS"])
-    with pytest.raises(minicontainer.UsageError):
-        harness._argv("echo hi")  # a string is not an argv
-
-
-@pytest.mark.unit
-@pytest.mark.parametrize("text, port", [
-    ("80", (None, None, 80, "tcp")),
-    ("127.0.0.1::80", ("127.0.0.1", None, 80, "tcp")),
-    ("53/udp", (None, None, 53, "udp")),
-    ("8080:80", (None, 8080, 80, "tcp")),
-    ("0.0.0.0::80", (None, None, 80, "tcp")),
-])
-def test_publish_forms(text, port):
-    p = parse_publish(text)
-    assert (p.host_ip, p.host_port, p.container_port, p.protocol) == port

@@ -146,7 +146,7 @@ def _namespace_fds(pid: int) -> dict[str, int]:
 
 
 def _intermediate(proc, security, namespaces, root, hostname, winsize, err_w, pid_w,
-                  channel, stdio) -> None:
+                  channel, stdio=None) -> None:
     """Never returns: enters the container but its pid namespace, then forks the process
     that runs the command there (see the module's docstring), or reports why not."""
     try:

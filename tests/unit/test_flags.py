@@ -184,7 +184,7 @@ def test_valid_names():
     (["--network", "overlay", "r", "c"], "unknown network mode 'overlay'"),
     (["--network", "container:", "r", "c"], "unknown network mode"),
     (["--network", "host", "-p", "80:80", "r", "c"], "-p/--publish needs --network bridge"),
-    (["-p", "80", "r", "c"], "invalid --publish"),
+    (["-p", "80:", "r", "c"], "invalid --publish"),  # `-p 80` is valid: a free host port
     (["-p", "80:80/sctp", "r", "c"], "protocol 'sctp'"),
     (["-p", "1.2.3:80:80", "r", "c"], "is not an IPv4 address"),
     (["-p", "0:80", "r", "c"], "'0' is not a port number"),

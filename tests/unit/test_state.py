@@ -290,11 +290,11 @@ def test_the_liveness_line_follows_the_record(store):
     with open(os.path.join(c.dir, "liveness")) as f:
         line = f.read()
     assert line == (f"detached running {os.getpid()} {process_start_time(os.getpid())} "
-                    f"{gone} - 1\n")  # no such pid: no start time
+                    f"{gone} - 1 - -\n")  # no such pid: no start time; no lifeline
     assert state._read_liveness(c.dir) == {
         "mode": "detached", "status": "running", "runtime_pid": os.getpid(),
         "runtime_start": process_start_time(os.getpid()), "pid": gone, "pid_start": None,
-        "auto_remove": True}
+        "auto_remove": True, "lifeline_pid": None, "lifeline_start": None}
 
 
 def test_a_stale_liveness_line_only_delays_gc(store):
@@ -341,3 +341,17 @@ def test_gc_of_healthy_containers_imports_no_json(store, sleeper):
     out = subprocess.run([sys.executable, "-S", "-c", GC_IMPORTS, store.root],
                          capture_output=True, text=True, env={"PYTHONPATH": os.pathsep.join(sys.path)})
     assert out.stdout.split() == ["1", "False"], out.stderr
+
+
+def test_a_dead_lifeline_takes_its_detached_container_with_it(store):
+    """The Python API's containers (lifeline_pid/start: the process that started them): once
+    that process and the shim are both gone, gc removes the container instead of keeping a
+    stopped record (the shim, while it lives, does it itself)."""
+    session, start = dead_pid()
+    kept = store.create(None, "/r", ["x"], mode="detached")
+    tied = store.create(None, "/r", ["x"], mode="detached", lifeline_pid=session,
+                        lifeline_start=start)
+    for c in (kept, tied):
+        unwatched(c, status="running")
+    assert store.collect_garbage() == [tied.id]
+    assert record_of(kept)["status"] == "stopped"
