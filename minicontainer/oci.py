@@ -16,11 +16,14 @@ from minicontainer.spec import ContainerSpec, Mount, Process, Resources, Root, S
 
 OCI_VERSION = "1.0.2"
 
-# OCI namespace type -> ours; the ones that can be joined by path (pid and mount cannot: the
-# container's pid namespace is made by clone3, its root is built in its own mount namespace)
+# OCI namespace type -> ours. Each is new, or joined by path (runtime/launch.py: pid by the
+# runtime before the clone, mount last, and the root is then built inside the joined one).
 NAMESPACES = {"pid": "pid", "network": "net", "ipc": "ipc", "uts": "uts", "mount": "mnt",
               "cgroup": "cgroup"}
-JOINABLE = {"net", "ipc", "uts", "cgroup"}
+
+# The hook stages of config.md, in the order they run (runtime/hooks.py)
+HOOK_STAGES = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart",
+               "poststop")
 
 # config.json mount options (runc's set): the MS_* flag each sets (by name in
 # kernel/syscalls.py), or None for the ones that are the default anyway. rw, suid, dev and
@@ -64,11 +67,9 @@ RLIMITS = {f"RLIMIT_{n}": i for i, n in enumerate((
 # The device nodes every container gets (runtime/rootfs.py DEVICES, plus the pty multiplexer)
 OWN_DEVICES = {(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 2), (136, None)}
 
-# Top-level and linux.* fields, and what becomes of them
-KNOWN_TOP = {"ociVersion", "process", "root", "hostname", "mounts", "annotations", "linux",
-             "domainname"}
-KNOWN_LINUX = {"namespaces", "resources", "cgroupsPath", "maskedPaths", "readonlyPaths",
-               "devices", "sysctl", "uidMappings", "gidMappings", "rootfsPropagation"}
+# Device node types (config.md linux.devices): c and u are character devices (u: unbuffered,
+# the same node), b block, p a FIFO
+DEVICE_TYPES = {"c": "c", "u": "c", "b": "b", "p": "p"}
 
 
 class Refused(ContainerError):
@@ -93,22 +94,13 @@ def load_bundle(bundle: str, cid: str, no_pivot: bool = False) -> tuple[Containe
 
 
 def to_spec(config: dict, bundle: str, cid: str, no_pivot: bool = False) -> ContainerSpec:
-    for key in config:
-        if key not in KNOWN_TOP:
-            refuse(key, "unknown or unimplemented top-level field")
-    for hook in ("hooks",):
-        if config.get(hook):
-            refuse(hook, "hooks are not run")
+    # Properties this runtime does not know (another platform's, a newer spec's) are ignored:
+    # config.md says a runtime MUST NOT generate an error on an unknown property. Known ones
+    # that are not implemented are refused by name.
     linux = config.get("linux") or {}
-    for key, value in linux.items():
-        if key not in KNOWN_LINUX and value not in (None, {}, [], ""):
-            refuse(f"linux.{key}", _WHY.get(key, "not implemented"))
-    if config.get("domainname"):
-        refuse("domainname", "not implemented")
-    if linux.get("cgroupsPath"):
-        refuse("linux.cgroupsPath", "minicontainer places each container in its own cgroup "
-               "(<cgroup2>/minicontainer[-HASH]/<id>); run podman with cgroups = \"disabled\" "
-               "(--cgroups=disabled) so that it sends none")
+    for key, why in _WHY.items():
+        if linux.get(key) not in (None, {}, [], ""):
+            refuse(f"linux.{key}", why)
     if linux.get("uidMappings") or linux.get("gidMappings"):
         refuse("linux.uidMappings/gidMappings", "user namespaces are not implemented yet")
     rootfs_propagation = _propagation(linux.get("rootfsPropagation") or "")
@@ -124,9 +116,13 @@ def to_spec(config: dict, bundle: str, cid: str, no_pivot: bool = False) -> Cont
     namespaces, paths = _namespaces(linux.get("namespaces") or [])
     sysctl = {k: str(v) for k, v in (linux.get("sysctl") or {}).items()}
     check_sysctl(sysctl, own_namespaces(namespaces, paths))
+    has_uts = "uts" in namespaces or "uts" in paths
     hostname = config.get("hostname") or None
-    if hostname and "uts" not in namespaces:
-        raise ContainerError("config.json: hostname needs a new uts namespace")
+    if hostname and not has_uts:
+        raise ContainerError("config.json: hostname needs a uts namespace (new or joined)")
+    domainname = config.get("domainname") or None
+    if domainname and not has_uts:
+        raise ContainerError("config.json: domainname needs a uts namespace (new or joined)")
     process, security = to_process(config.get("process") or {}, for_exec=False)
     devices, deny_all = _devices(linux)
     if deny_all and not security.privileged and "mknod" in security.capabilities:
@@ -134,6 +130,8 @@ def to_spec(config: dict, bundle: str, cid: str, no_pivot: bool = False) -> Cont
         # could make and open any node: withheld. The allowlist itself is met by the only
         # nodes /dev has, which minicontainer creates (OWN_DEVICES and linux.devices).
         security.capabilities = frozenset(security.capabilities - {"mknod"})
+        if security.sets is not None:
+            security.sets = {k: v - {"mknod"} for k, v in security.sets.items()}
     mounts = _mounts(config.get("mounts") or [], bundle, deny_all)
     spec = ContainerSpec(
         root=Root(path=root_path, readonly=bool(root.get("readonly")), pivot_root=not no_pivot,
@@ -144,11 +142,15 @@ def to_spec(config: dict, bundle: str, cid: str, no_pivot: bool = False) -> Cont
         resources=_resources(linux.get("resources") or {}), devices=devices,
         sysctl=sysctl, system_mounts=False, rootfs_propagation=rootfs_propagation,
         masked_paths=tuple(linux.get("maskedPaths") or ()),
-        readonly_paths=tuple(linux.get("readonlyPaths") or ()))
-    if "mnt" not in namespaces:
-        refuse("linux.namespaces", "a container without its own mount namespace")
-    if "pid" not in namespaces:
-        refuse("linux.namespaces", "a container without its own pid namespace")
+        readonly_paths=tuple(linux.get("readonlyPaths") or ()),
+        domainname=domainname, hooks=_hooks(config.get("hooks") or {}),
+        cgroups_path=_cgroups_path(linux.get("cgroupsPath")))
+    if "mnt" not in namespaces and "mnt" not in paths:
+        refuse("linux.namespaces", "a container without a mount namespace of its own "
+               "(new or joined by path)")
+    if "pid" not in namespaces and "pid" not in paths:
+        refuse("linux.namespaces", "a container without a pid namespace of its own "
+               "(new or joined by path)")
     return spec
 
 
@@ -156,7 +158,7 @@ _WHY = {"seccomp": "no seccomp filter is installed here (podman: seccomp_profile
                    "\"unconfined\" in containers.conf, or --security-opt seccomp=unconfined)",
         "intelRdt": "no resctrl support", "personality": "not implemented",
         "mountLabel": "no SELinux support", "timeOffsets": "no time namespace support",
-        "memoryPolicy": "not implemented"}
+        "memoryPolicy": "not implemented", "netDevices": "not implemented"}
 
 
 def _namespaces(entries) -> tuple[list[str], dict[str, str]]:
@@ -165,17 +167,52 @@ def _namespaces(entries) -> tuple[list[str], dict[str, str]]:
         kind = entry.get("type")
         if kind == "user":
             refuse("linux.namespaces user", "user namespaces are not implemented yet")
+        if kind == "time":
+            refuse("linux.namespaces time", "time namespaces are not implemented")
         if kind not in NAMESPACES:
             refuse(f"linux.namespaces {kind!r}", "unknown namespace type")
         ours = NAMESPACES[kind]
+        if ours in new or ours in paths:
+            raise ContainerError(f"config.json: linux.namespaces: {kind} given twice")
         if entry.get("path"):
-            if ours not in JOINABLE:
-                refuse(f"linux.namespaces {kind} path", "only network, ipc, uts and cgroup "
-                       "namespaces can be joined")
+            if not entry["path"].startswith("/"):
+                raise ContainerError(f"config.json: linux.namespaces {kind} path "
+                                     f"{entry['path']!r} must be absolute")
             paths[ours] = entry["path"]
         else:
             new.append(ours)
     return new, paths
+
+
+def _hooks(hooks: dict) -> dict:
+    """{stage: [{"path", "args", "env", "timeout"}]}; an unknown stage is an unknown property
+    (ignored); every hook's path must be absolute and its timeout, if any, above zero."""
+    out = {}
+    for stage in HOOK_STAGES:
+        for h in hooks.get(stage) or []:
+            path = h.get("path")
+            if not isinstance(path, str) or not path.startswith("/"):
+                raise ContainerError(f"config.json: hooks.{stage}: path {path!r} must be "
+                                     "an absolute path")
+            timeout = h.get("timeout")
+            if timeout is not None and (not isinstance(timeout, int) or timeout <= 0):
+                raise ContainerError(f"config.json: hooks.{stage} {path}: timeout "
+                                     f"{timeout!r} must be a number of seconds above zero")
+            out.setdefault(stage, []).append({
+                "path": path, "args": [str(a) for a in h.get("args") or [path]],
+                "env": [str(e) for e in h.get("env") or []], "timeout": timeout})
+    return out
+
+
+def _cgroups_path(value) -> str | None:
+    """linux.cgroupsPath as given; runtime/cgroups.py places it (absolute: under the cgroup2
+    root; relative, the systemd slice:prefix:name form included: as runc's cgroupfs driver
+    does, under the parent of the runtime's own cgroup)."""
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or "\0" in value:
+        raise ContainerError(f"config.json: linux.cgroupsPath {value!r} is not a path")
+    return value
 
 
 def to_process(p: dict, for_exec: bool) -> tuple[Process, Security]:
@@ -184,12 +221,8 @@ def to_process(p: dict, for_exec: bool) -> tuple[Process, Security]:
         if p.get(key):
             refuse(f"process.{key}", "no LSM support here (podman: apparmor_profile = "
                    "\"unconfined\" or --security-opt label=disable)")
-    if p.get("oomScoreAdj") not in (None, 0):
-        refuse("process.oomScoreAdj", "not implemented")
     if p.get("ioPriority") or p.get("scheduler") or p.get("execCPUAffinity"):
         refuse("process.ioPriority/scheduler/execCPUAffinity", "not implemented")
-    if p.get("consoleSize"):
-        pass  # the engine sets the size on the pty it receives (console socket)
     args = p.get("args") or []
     if not args:
         raise ContainerError("config.json: process.args is empty")
@@ -200,54 +233,104 @@ def to_process(p: dict, for_exec: bool) -> tuple[Process, Security]:
     user = p.get("user") or {}
     if user.get("username"):
         refuse("process.user.username", "Windows only")
-    spec_user = f"{user.get('uid', 0)}:{user.get('gid', 0)}"
-    if user.get("additionalGids"):
-        refuse("process.user.additionalGids", "not implemented (groups come from the "
-               "container's /etc/group)")
-    rlimits = []
+    uid, gid = _number("process.user.uid", user.get("uid", 0)), \
+        _number("process.user.gid", user.get("gid", 0))
+    # As runc: with uid and gid both given, the supplementary groups are exactly
+    # additionalGids (none from the container's /etc/group)
+    groups = [_number("process.user.additionalGids", g) for g in user.get("additionalGids") or []]
+    umask = user.get("umask")
+    if umask is not None:
+        umask = _number("process.user.umask", umask)
+        if umask > 0o777:
+            raise ContainerError(f"config.json: process.user.umask {umask:#o} is not a umask")
+    rlimits, seen = [], set()
     for r in p.get("rlimits") or []:
         if r.get("type") not in RLIMITS:
             refuse(f"process.rlimits {r.get('type')!r}", "unknown rlimit")
+        if r["type"] in seen:
+            raise ContainerError(f"config.json: process.rlimits: {r['type']} given twice")
+        seen.add(r["type"])
         rlimits.append((RLIMITS[r["type"]], int(r["soft"]), int(r["hard"])))
+    oom = p.get("oomScoreAdj")
+    if oom is not None and not -1000 <= int(oom) <= 1000:
+        raise ContainerError(f"config.json: process.oomScoreAdj {oom} is outside -1000..1000")
+    size = p.get("consoleSize") or None
+    if size is not None:
+        size = (_number("process.consoleSize.height", size.get("height", 0)),
+                _number("process.consoleSize.width", size.get("width", 0)))
     cwd = p.get("cwd") or "/"
     if not cwd.startswith("/"):
         raise ContainerError(f"config.json: process.cwd {cwd!r} must be absolute")
-    process = Process(args=list(args), env=env, cwd=cwd, user=spec_user,
+    process = Process(args=list(args), env=env, cwd=cwd, user=f"{uid}:{gid}",
                       terminal=bool(p.get("terminal")), interactive=True,
-                      rlimits=rlimits, umask=user.get("umask"))
+                      rlimits=rlimits, umask=umask, groups=groups,
+                      oom_score_adj=None if oom is None else int(oom), console_size=size)
     return process, _security(p)
 
 
+def _number(field: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ContainerError(f"config.json: {field} {value!r} must be a number >= 0")
+    return value
+
+
 def _security(p: dict) -> Security:
-    sets = p.get("capabilities") or {}
+    """The five capability sets as given, each kept as the kernel has it. No capabilities
+    object at all: nothing is cut (runc's reading; exec --process then takes the
+    container's, cli/exec.py)."""
+    nnp = bool(p.get("noNewPrivileges"))
+    given = p.get("capabilities")
+    if given is None:
+        return Security(capabilities=frozenset(caps.all_names()), no_new_privs=nnp,
+                        privileged=True)
     try:
-        named = {k: {caps.normalize(c) for c in v or []} for k, v in sets.items()}
+        sets = {kind: frozenset(caps.normalize(c) for c in given.get(kind) or [])
+                for kind in caps.KINDS}
     except ValueError as e:
-        refuse("process.capabilities", f"{e} (not known to this build)")
-    if named.get("ambient") or named.get("inheritable"):
-        refuse("process.capabilities ambient/inheritable", "minicontainer keeps both empty "
-               "(as docker does since CVE-2022-24769)")
-    keep = named.get("bounding", set()) | named.get("permitted", set()) | named.get("effective", set())
-    for kind in ("bounding", "permitted", "effective"):
-        if named.get(kind, set()) != keep and sets:
-            refuse(f"process.capabilities.{kind}", "bounding, permitted and effective must "
-                   "be the same set here")
-    privileged = keep >= set(caps.all_names())
-    return Security(capabilities=frozenset(keep), no_new_privs=bool(p.get("noNewPrivileges")),
-                    privileged=privileged)
+        refuse("process.capabilities", f"{e} (this kernel has capabilities up to "
+               f"CAP_{caps.all_names()[-1].upper()})")
+    for kind, within, why in (
+            ("effective", "permitted", "a capability can be effective only if permitted"),
+            ("inheritable", "bounding", "capset(2) refuses an inheritable capability outside "
+                                        "the bounding set")):
+        extra = sets[kind] - sets[within]
+        if extra:
+            raise ContainerError(f"config.json: process.capabilities.{kind}: "
+                                 f"{_cap_list(extra)} not in {within}: {why}")
+    # The kernel keeps an ambient capability only while it is both permitted and
+    # inheritable; runc warns about the others and goes on (runc spec's default config
+    # asks for ambient ones with no inheritable set): so do we, in one line.
+    lost = sets["ambient"] - (sets["permitted"] & sets["inheritable"])
+    if lost:
+        import sys
+
+        sys.stderr.write(f"minicontainer: warning: process.capabilities.ambient: "
+                         f"{_cap_list(lost)} not raised: an ambient capability must be "
+                         "both permitted and inheritable\n")
+        sets["ambient"] = sets["ambient"] - lost
+    return Security(capabilities=sets["bounding"], no_new_privs=nnp, privileged=False,
+                    sets=sets)
+
+
+def _cap_list(names) -> str:
+    return ", ".join(f"CAP_{n.upper()}" for n in sorted(names, key=caps.NUMBER.get))
 
 
 def _devices(linux: dict) -> tuple[list, bool]:
     """(nodes to make, whether the device allowlist denies by default)."""
     nodes = []
     for d in linux.get("devices") or []:
-        if d.get("type") not in ("c", "b", "u"):
-            refuse(f"linux.devices {d.get('path')}", f"type {d.get('type')!r}")
-        nodes.append((d["path"], "b" if d["type"] == "b" else "c", int(d["major"]),
-                      int(d["minor"]), int(d.get("fileMode", 0o666)) & 0o7777,
+        kind = DEVICE_TYPES.get(d.get("type"))
+        if kind is None:
+            refuse(f"linux.devices {d.get('path')}", f"type {d.get('type')!r} (c, u, b, p)")
+        path = os.path.normpath(d.get("path") or "")
+        if not path.startswith("/dev/"):
+            refuse(f"linux.devices {d.get('path')!r}", "a device node outside /dev")
+        major, minor = (0, 0) if kind == "p" else (int(d["major"]), int(d["minor"]))
+        nodes.append((path, kind, major, minor, int(d.get("fileMode", 0o666)) & 0o7777,
                       int(d.get("uid", 0)), int(d.get("gid", 0))))
     deny_all = False
-    made = OWN_DEVICES | {(n[2], n[3]) for n in nodes}
+    made = OWN_DEVICES | {(n[2], n[3]) for n in nodes if n[1] != "p"}
     for rule in (linux.get("resources") or {}).get("devices") or []:
         specific = rule.get("major") not in (None, -1) or rule.get("type") not in (None, "a")
         if rule.get("allow"):
@@ -422,7 +505,7 @@ def _resources(r: dict) -> Resources | None:
 
 def default_config(rootfs_path: str = "rootfs") -> dict:
     """`minicontainer spec`: a config.json that minicontainer runs as it is (runc's default,
-    less what it refuses: ambient capabilities, and with CAP_MKNOD withheld)."""
+    less the ambient capabilities the kernel would not keep: none is inheritable)."""
     keep = ["CAP_" + c.upper() for c in ("audit_write", "kill", "net_bind_service")]
     return {
         "ociVersion": OCI_VERSION,
@@ -459,7 +542,7 @@ def features() -> dict:
     return {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,
-        "hooks": [],
+        "hooks": list(HOOK_STAGES),
         "mountOptions": sorted(set(MOUNT_FLAGS) | {"bind", "rbind", "tmpcopyup"} |
                                set(PROPAGATION) |
                                {"r" + p for p in PROPAGATION}),
@@ -472,7 +555,7 @@ def features() -> dict:
             "selinux": {"enabled": False},
         },
         "annotations": {"org.opencontainers.runtime-spec.features.minicontainer":
-                        "no user namespaces, no hooks, no seccomp",
+                        "no user namespaces, no seccomp",
                         # runc's key: clients read it before offering checkpoint/restore
                         "org.opencontainers.runc.checkpoint.enabled": "false"},
     }

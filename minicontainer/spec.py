@@ -57,12 +57,15 @@ class Process(_Record):
     os.execve gives the container the original bytes."""
 
     __slots__ = ("args", "env", "cwd", "user", "terminal", "interactive", "init", "rlimits",
-                 "umask", "preserve_fds")
+                 "umask", "preserve_fds", "groups", "oom_score_adj", "console_size")
     # rlimits: [(resource number, soft, hard)] (OCI process.rlimits); umask: None keeps ours;
     # preserve_fds: fds 3..3+N-1 stay open across execve (OCI --preserve-fds, LISTEN_FDS);
-    # every other fd but 0, 1 and 2 is closed
+    # every other fd but 0, 1 and 2 is closed; groups: the supplementary gids exactly (OCI
+    # additionalGids), None: the user's groups in the container's /etc/group; oom_score_adj:
+    # None keeps ours; console_size: (rows, cols) of the pty, None: the user's terminal's
     _defaults = {"env": {}, "cwd": "/", "user": None, "terminal": False, "interactive": False,
-                 "init": False, "rlimits": [], "umask": None, "preserve_fds": 0}
+                 "init": False, "rlimits": [], "umask": None, "preserve_fds": 0,
+                 "groups": None, "oom_score_adj": None, "console_size": None}
 
 
 class Root(_Record):
@@ -84,10 +87,13 @@ class Port(_Record):
 
 
 class Security(_Record):
-    """Capabilities kept (lower-case names without CAP_), no_new_privs, and privileged."""
+    """Capabilities kept (lower-case names without CAP_), no_new_privs, and privileged.
+    sets: an OCI config's five sets {"bounding", "effective", "permitted", "inheritable",
+    "ambient": frozenset of names}, applied as they are (kernel/caps.py sets_of); None: the
+    docker-like `capabilities` is bounding, effective and permitted at once."""
 
-    __slots__ = ("capabilities", "no_new_privs", "privileged")
-    _defaults = {"no_new_privs": True, "privileged": False}
+    __slots__ = ("capabilities", "no_new_privs", "privileged", "sets")
+    _defaults = {"no_new_privs": True, "privileged": False, "sets": None}
 
 
 class Resources(_Record):
@@ -104,14 +110,19 @@ class Resources(_Record):
 class ContainerSpec(_Record):
     __slots__ = ("root", "process", "hostname", "name", "mounts", "namespaces", "security",
                  "network", "resources", "ports", "namespace_paths", "devices", "sysctl",
-                 "masked_paths", "readonly_paths", "system_mounts", "rootfs_propagation")
+                 "masked_paths", "readonly_paths", "system_mounts", "rootfs_propagation",
+                 "domainname", "hooks", "cgroups_path")
     # network: none|host|bridge|container:NAME; ports: [Port] (bridge only);
     # namespace_paths: {"net": "/proc/..."}: join these namespaces instead of new ones
-    # devices: [(path, "c"|"b", major, minor, mode, uid, gid)] made in /dev; sysctl: {key: value};
-    # masked_paths, readonly_paths: None means runc's defaults (runtime/rootfs.py);
-    # system_mounts: `run`'s /proc, /dev, /sys (an OCI config lists its own in mounts);
-    # rootfs_propagation: MS_* flags for the container's / (OCI linux.rootfsPropagation)
+    # devices: [(path, "c"|"b"|"p", major, minor, mode, uid, gid)] made in /dev;
+    # sysctl: {key: value}; masked_paths, readonly_paths: None means runc's defaults
+    # (runtime/rootfs.py); system_mounts: `run`'s /proc, /dev, /sys (an OCI config lists its
+    # own in mounts); rootfs_propagation: MS_* flags for the container's / (OCI
+    # linux.rootfsPropagation)
+    # hooks: an OCI config's {stage: [{"path", "args", "env", "timeout"}]} (runtime/hooks.py);
+    # cgroups_path: an OCI linux.cgroupsPath, None: minicontainer's own place (runtime/cgroups.py)
     _defaults = {"hostname": None, "name": None, "mounts": [], "namespaces": DEFAULT_NAMESPACES,
                  "network": "none", "ports": [], "namespace_paths": {}, "devices": [],
                  "sysctl": {}, "masked_paths": None, "readonly_paths": None,
-                 "system_mounts": True, "rootfs_propagation": 0}
+                 "system_mounts": True, "rootfs_propagation": 0,
+                 "domainname": None, "hooks": {}, "cgroups_path": None}

@@ -129,7 +129,8 @@ def _dispatch(args: list[str]) -> int:
         running = "systemd runs here, but " if os.path.isdir("/run/systemd/system") else \
             "systemd is not running here, and "
         raise UsageError(f"--systemd-cgroup is not supported: {running}minicontainer "
-                         "manages its cgroup v2 itself (use cgroupfs: podman's "
+                         "has no systemd cgroup driver (it places linux.cgroupsPath as "
+                         "runc's cgroupfs driver does: use cgroupfs, podman's "
                          "cgroup_manager = \"cgroupfs\", containerd's SystemdCgroup = false)")
     root = opts.get("root")
     if not args:

@@ -70,6 +70,9 @@ def main(args: list[str], root: str | None) -> int:
         except ValueError as e:
             raise ContainerError(f"exec --process {opts['process']}: {e}") from None
         proc, security = oci.to_process(process, for_exec=True)
+        if "capabilities" not in process:  # as runc: the container's own
+            security = api.exec_process(container, proc.args,
+                                        no_new_privs=security.no_new_privs)[1]
         if opts["tty"]:
             proc.terminal = True
     else:

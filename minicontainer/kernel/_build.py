@@ -92,6 +92,17 @@ ffibuilder.cdef(
     #define PR_SET_DUMPABLE ...
     #define CLONE_PARENT ...
     int mc_close_range(unsigned int first, unsigned int last, unsigned int flags);
+
+    /* --- capabilities and uts (oci.py's process fields): raw capget/capset (python-prctl
+       1.8 knows no capability past CAP_BPF), the bounding set by number, setdomainname --- */
+    #define PR_CAPBSET_READ ...
+    #define PR_CAPBSET_DROP ...
+    #define PR_CAP_AMBIENT_IS_SET ...
+    int mc_capget(unsigned long long *effective, unsigned long long *permitted,
+                  unsigned long long *inheritable);
+    int mc_capset(unsigned long long effective, unsigned long long permitted,
+                  unsigned long long inheritable);
+    int setdomainname(const char *name, size_t len);
     """
 )
 
@@ -317,6 +328,39 @@ ffibuilder.set_source(
     static int mc_close_range(unsigned int first, unsigned int last, unsigned int flags)
     {
         return syscall(SYS_close_range, first, last, flags);
+    }
+
+    /* --- capabilities and uts (oci.py's process fields) ---
+       capget/capset(2) with the version 3 header: two 32-bit words per set, so every
+       capability up to 63 (the kernel has 41 today: 0..CAP_CHECKPOINT_RESTORE). */
+    #include <linux/capability.h>
+
+    static int mc_capget(unsigned long long *effective, unsigned long long *permitted,
+                         unsigned long long *inheritable)
+    {
+        struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
+        struct __user_cap_data_struct data[2];
+        memset(data, 0, sizeof data);
+        if (syscall(SYS_capget, &header, data) < 0)
+            return -1;
+        *effective = data[0].effective | (unsigned long long)data[1].effective << 32;
+        *permitted = data[0].permitted | (unsigned long long)data[1].permitted << 32;
+        *inheritable = data[0].inheritable | (unsigned long long)data[1].inheritable << 32;
+        return 0;
+    }
+
+    static int mc_capset(unsigned long long effective, unsigned long long permitted,
+                         unsigned long long inheritable)
+    {
+        struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
+        struct __user_cap_data_struct data[2];
+        data[0].effective = (uint32_t)effective;
+        data[1].effective = (uint32_t)(effective >> 32);
+        data[0].permitted = (uint32_t)permitted;
+        data[1].permitted = (uint32_t)(permitted >> 32);
+        data[0].inheritable = (uint32_t)inheritable;
+        data[1].inheritable = (uint32_t)(inheritable >> 32);
+        return syscall(SYS_capset, &header, data);
     }
     """,
     # PyOS_BeforeFork and friends are not in the limited C API.

@@ -54,6 +54,9 @@ PR_SET_DUMPABLE = lib.PR_SET_DUMPABLE
 # clone3: the child's parent is our parent (exec's visible child belongs to the runtime)
 CLONE_PARENT = lib.CLONE_PARENT
 CLOSE_RANGE_CLOEXEC = lib.CLOSE_RANGE_CLOEXEC
+PR_CAP_AMBIENT_RAISE = lib.PR_CAP_AMBIENT_RAISE
+PR_CAPBSET_READ = lib.PR_CAPBSET_READ
+PR_CAPBSET_DROP = lib.PR_CAPBSET_DROP
 
 NAMESPACE_FLAGS = {
     "mnt": CLONE_NEWNS,
@@ -75,7 +78,8 @@ _MOUNT_NAMES = {MS_RDONLY: "MS_RDONLY", MS_NOSUID: "MS_NOSUID", MS_NODEV: "MS_NO
 _UMOUNT_NAMES = {MNT_DETACH: "MNT_DETACH"}
 _PRCTL_NAMES = {PR_SET_PDEATHSIG: "PR_SET_PDEATHSIG", PR_SET_NO_NEW_PRIVS: "PR_SET_NO_NEW_PRIVS",
                 PR_CAP_AMBIENT: "PR_CAP_AMBIENT", PR_SET_KEEPCAPS: "PR_SET_KEEPCAPS",
-                PR_SET_CHILD_SUBREAPER: "PR_SET_CHILD_SUBREAPER", PR_SET_DUMPABLE: "PR_SET_DUMPABLE"}
+                PR_SET_CHILD_SUBREAPER: "PR_SET_CHILD_SUBREAPER", PR_SET_DUMPABLE: "PR_SET_DUMPABLE",
+                PR_CAPBSET_DROP: "PR_CAPBSET_DROP", PR_CAPBSET_READ: "PR_CAPBSET_READ"}
 # (call, argument index) -> how to spell that argument in a trace
 _FLAG_ARGS = {("unshare", 0): _CLONE_NAMES, ("clone3", 0): _CLONE_NAMES,
               ("setns", 1): _CLONE_NAMES, ("mount", 3): _MOUNT_NAMES,
@@ -313,3 +317,21 @@ def close_range(first: int, last: int = 0xFFFFFFFF, flags: int = 0) -> None:
     """close_range(2): every fd from first to last (default: all the rest), or with
     CLOSE_RANGE_CLOEXEC marks them close-on-exec instead."""
     _call("close_range", lib.mc_close_range, (first, last, flags), (first, last, flags))
+
+
+def setdomainname(name: str) -> None:
+    """setdomainname(2): the NIS domain name of the current uts namespace."""
+    raw = _c(name)
+    _call("setdomainname", lib.setdomainname, (raw, len(raw)), (name,))
+
+
+def capget() -> tuple[int, int, int]:
+    """(effective, permitted, inheritable) capability masks of this process."""
+    sets = ffi.new("unsigned long long[3]")
+    _call("capget", lib.mc_capget, (sets, sets + 1, sets + 2), ())
+    return sets[0], sets[1], sets[2]
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    _call("capset", lib.mc_capset, (effective, permitted, inheritable),
+          (effective, permitted, inheritable))

@@ -80,16 +80,23 @@ def exec_process(container, args: list[str], env: dict | None = None, user: str 
     merged.update(env or {})
     proc = Process(args=args, env=merged, cwd=cwd or defaults.get("cwd") or "/",
                    user=user if user is not None else defaults.get("user"),
-                   terminal=terminal, interactive=interactive)
+                   terminal=terminal, interactive=interactive,
+                   groups=defaults.get("groups") if user is None else None)
     if privileged:
         from minicontainer.kernel.caps import all_names
 
         return proc, Security(capabilities=frozenset(all_names()), no_new_privs=False,
                               privileged=True)
+    added = frozenset(add_capabilities)
+    sets = defaults.get("capability_sets")  # an OCI config's five sets (launch.exec_defaults)
+    if sets is not None:  # added as runc exec --cap adds: bounding, effective, permitted
+        sets = {kind: frozenset(names) | (added if kind in ("bounding", "effective",
+                                                              "permitted") else frozenset())
+                for kind, names in sets.items()}
     return proc, Security(
-        capabilities=frozenset(defaults.get("capabilities", ())) | frozenset(add_capabilities),
+        capabilities=frozenset(defaults.get("capabilities", ())) | added,
         no_new_privs=defaults.get("no_new_privs", True) or no_new_privs,
-        privileged=defaults.get("privileged", False))
+        privileged=defaults.get("privileged", False), sets=sets)
 
 
 def exec(ref: str, proc, security, root: str | None = None, exact: bool = False,

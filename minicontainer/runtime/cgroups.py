@@ -4,6 +4,10 @@
         parent: minicontainer's own, one per state root (HASH names a non-default root, so
         two roots never share or remove each other's parent); controllers are handed down
         to it through cgroup.subtree_control; removed when its last container goes.
+    <cgroup2 mount>/<linux.cgroupsPath>            an OCI config's own place (place()):
+        absolute as given; relative (systemd's slice:prefix:name too, taken literally) under
+        the parent of our own cgroup, as runc's cgroupfs driver does. The directories we
+        make on the way are owned too ("cgroup-parent": removed when empty).
 
 Sequence (runtime/launch.py):
     check(spec)             before anything starts: refuse limits this host cannot enforce
@@ -112,24 +116,31 @@ def create(spec, container) -> str | None:
     (check() has already refused any limit then)."""
     v2, _ = _v2_mounts()
     if v2 is None:
+        if spec.cgroups_path is not None:
+            raise ContainerError(f"linux.cgroupsPath {spec.cgroups_path!r}: cgroup v2 is not "
+                                 "mounted on this host")
         return None
     resources = spec.resources
     need = set(_limits(resources))
     if resources is not None and resources.stats:
         available = cgroupfs.controllers(v2)
         need |= {c for c in STATS_CONTROLLERS if c in available}
-    parent = f"{v2}/{parent_name(container.store.root)}"
-    path = f"{parent}/{container.id}"
-    container.own("cgroup", path)
-    for attempt in range(10):
-        try:
-            _ensure_parent(v2, parent, need)
-            cgroupfs.mkdir(path)
-            break
-        except CgroupError as e:
-            # ENOENT: the last container of this root just removed the parent; make it again
-            if e.errno != 2 or attempt == 9:
-                raise ContainerError(str(e)) from None
+    if spec.cgroups_path is not None:
+        path = place(v2, spec.cgroups_path)
+        _make_path(container, v2, path, need)
+    else:
+        parent = f"{v2}/{parent_name(container.store.root)}"
+        path = f"{parent}/{container.id}"
+        container.own("cgroup", path)
+        for attempt in range(10):
+            try:
+                _ensure_parent(v2, parent, need)
+                cgroupfs.mkdir(path)
+                break
+            except CgroupError as e:
+                # ENOENT: the last container of this root just removed the parent; again
+                if e.errno != 2 or attempt == 9:
+                    raise ContainerError(str(e)) from None
     try:
         # memory.swap.max is absent without swap accounting (CONFIG_MEMCG_SWAP, swapaccount=0)
         swap = "memory" in need and os.path.exists(f"{path}/memory.swap.max")
@@ -161,6 +172,54 @@ def update(path: str, resources) -> None:
         swap = "memory" in need and os.path.exists(f"{path}/memory.swap.max")
         for name, value in settings(resources, swap_accounting=swap):
             cgroupfs.write(f"{path}/{name}", value)
+    except CgroupError as e:
+        raise ContainerError(str(e)) from None
+
+
+def place(v2: str, cgroups_path: str) -> str:
+    """Where linux.cgroupsPath puts the container, as runc's cgroupfs driver places it: the
+    path cleaned as if it were rooted (no ".." climbs out), absolute under the cgroup2
+    root, relative under the parent of the runtime's own cgroup."""
+    inner = os.path.normpath("/" + cgroups_path)
+    if not cgroups_path.startswith("/"):
+        own = "/"
+        with open("/proc/self/cgroup") as f:
+            for line in f:
+                if line.startswith("0::"):
+                    own = line[3:].strip()
+        inner = os.path.normpath(os.path.dirname(own).rstrip("/") + inner)
+    if inner == "/":
+        raise ContainerError(f"linux.cgroupsPath {cgroups_path!r}: that is the cgroup2 root "
+                             "itself, not a cgroup of the container's own")
+    return v2 + inner
+
+
+def _make_path(container, v2: str, path: str, need: set[str]) -> None:
+    """Make `path` and the directories above it that are missing (each owned, recorded
+    before it is made), handing the controllers needed down. A cgroup that exists already
+    is used if nothing runs in it (runc's rule), and removed with the container."""
+    levels = [v2]
+    for part in path[len(v2) + 1:].split("/"):
+        levels.append(f"{levels[-1]}/{part}")
+    try:
+        for level in levels[1:-1]:
+            if not os.path.isdir(level):
+                container.own("cgroup-parent", level)
+                try:
+                    cgroupfs.mkdir(level)
+                except CgroupError as e:
+                    if e.errno != 17:  # EEXIST: another container made it just now
+                        raise
+        if os.path.isdir(path) and cgroupfs.populated(path):
+            raise ContainerError(f"linux.cgroupsPath: {path} is not empty: processes run in "
+                                 "it already")
+        container.own("cgroup", path)
+        if not os.path.isdir(path):
+            cgroupfs.mkdir(path)
+        for level in levels[:-1]:
+            missing = need - cgroupfs.subtree_control(level)
+            if missing:
+                cgroupfs.enable(level, missing)
     except CgroupError as e:
         raise ContainerError(str(e)) from None
 
@@ -305,9 +364,8 @@ def _size(n: int) -> str:
 
 def release(path: str) -> None:
     """The "cgroup" releaser: kill whatever still runs in the container's cgroup, remove it,
-    and remove the parent if this was its last container. Fine if already gone."""
-    if "/minicontainer" not in path:
-        raise ContainerError(f"refusing to remove {path}: not a minicontainer cgroup")
+    and remove minicontainer's parent if this was its last container. Fine if already gone."""
+    _check_inside(path)
     try:
         os.rmdir(path)  # the usual case: the container's processes are all gone already
     except FileNotFoundError:
@@ -316,10 +374,25 @@ def release(path: str) -> None:
         if e.errno != 16:  # EBUSY: processes still in it
             raise
         _kill_and_remove(path)
+    if os.path.basename(os.path.dirname(path)).startswith("minicontainer"):
+        release_parent(os.path.dirname(path))
+
+
+def release_parent(path: str) -> None:
+    """The "cgroup-parent" releaser (and minicontainer's own parent): removed when empty.
+    Another container's cgroup in it (EBUSY) keeps it, and nothing is ever killed here."""
+    _check_inside(path)
     try:
-        os.rmdir(os.path.dirname(path))
+        os.rmdir(path)
     except OSError:
-        pass  # other containers of this state root still run (EBUSY), or already gone
+        pass  # other containers still use it (EBUSY), or already gone
+
+
+def _check_inside(path: str) -> None:
+    """The owned record names the path: never act on one outside a cgroup2 mount."""
+    v2, _ = _v2_mounts()
+    if v2 is None or os.path.normpath(path) != path or not path.startswith(v2 + "/"):
+        raise ContainerError(f"refusing to remove {path}: not a cgroup under {v2}")
 
 
 def _kill_and_remove(path: str, timeout: float = 10.0) -> None:

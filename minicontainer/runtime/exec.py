@@ -30,7 +30,7 @@ from __future__ import annotations
 import os
 
 import _signal
-import prctl  # python-prctl, loaded by kernel.caps already
+import prctl  # python-prctl: set_proctitle for the intermediate (see _intermediate)
 
 from minicontainer.errors import BY_KIND, ContainerError
 from minicontainer.kernel import caps, syscalls  # noqa: F401  caps: prctl, before setns(mnt)
@@ -179,12 +179,14 @@ def _intermediate(proc, security, namespaces, root, hostname, winsize, err_w, pi
         if channel:
             master, slave = terminal.open_pty("/dev/pts/ptmx", winsize)
             channel.send(master)
-        user = process.resolve_user(proc.user)
+        user = process.resolve_user(proc.user, proc.groups)
         env = process.build_env(proc.env, hostname, user, proc.terminal)
         if proc.rlimits:
             process.set_rlimits(proc.rlimits)
         if proc.umask is not None:
             os.umask(proc.umask)
+        if proc.oom_score_adj is not None:
+            process.set_oom_score_adj(proc.oom_score_adj)
         if "pid" in namespaces:
             syscalls.setns(namespaces["pid"], syscalls.CLONE_NEWPID)
             os.close(namespaces["pid"])

@@ -152,14 +152,18 @@ def _spawn(spec, container, how: _How, unblocked=None):
     if spec.process.terminal:
         from minicontainer.runtime import terminal
 
-        winsize, console = terminal.terminal_size(), terminal.MasterChannel()
+        size = spec.process.console_size  # OCI process.consoleSize, else the user's terminal's
+        winsize = terminal.terminal_size() if size is None else _winsize(*size)
+        console = terminal.MasterChannel()
     else:
         winsize = console = None
     steps = _outside_steps(spec, container)  # before any fd of ours is open: it may fail
     err_r, err_w = os.pipe()      # child -> parent: why it failed; EOF at execve means success
     alive_r, alive_w = os.pipe()  # parent -> child: "go on" bytes; EOF tells the child we died
-    ready_r, ready_w = os.pipe() if steps else (None, None)  # child -> parent: "unshared"
-    process.preload(spec.process)  # the child's switch_root leaves the host's library behind
+    # child -> parent: "r" once it has its namespaces, "h" once its mounts are made
+    ready_r, ready_w = os.pipe() if steps or _parent_hooks(spec) else (None, None)
+    # the child's switch_root leaves the host's library behind
+    process.preload(spec.process, with_hooks=bool(spec.hooks))
 
     # A signal meant for the container waits, blocked, until something can take it: the
     # child is born with the block and keeps it until execve (or until --init's loop picks
@@ -185,12 +189,17 @@ def _spawn(spec, container, how: _How, unblocked=None):
     try:
         if not how.foreground:
             container.started(pid)  # so that gc can kill a child whose `create` died
-        if steps:
+        if ready_r is not None:
             os.close(ready_w)
-            # The child has its namespaces now: do what must be done from outside them.
-            if os.read(ready_r, 1) == b"r":
-                for step in steps:
-                    step(pid)
+            while True:  # until EOF: the child has passed both points, or failed
+                point = os.read(ready_r, 1)
+                if point == b"r":  # it has its namespaces: what must be done from outside
+                    for step in steps:
+                        step(pid)
+                elif point == b"h":  # its mounts are made, pivot_root is next
+                    _run_parent_hooks(spec, container, pid)
+                else:
+                    break
                 os.write(alive_w, b"g")
             os.close(ready_r)
             ready_r = None
@@ -332,12 +341,18 @@ def create(spec, store: StateStore, cid: str, bundle: str, annotations: dict,
     (conmon is a child subreaper for exactly this)."""
     _check_spec(spec)
     store.collect_garbage()
+    later = {stage: spec.hooks[stage] for stage in ("poststart", "poststop")
+             if spec.hooks.get(stage)}  # run by `start` and `delete` (runtime/lifecycle.py)
     container = store.create(None, spec.root.path, spec.process.args, cid=cid, mode="oci",
-                             bundle=bundle, annotations=annotations, exec=exec_defaults(spec))
+                             bundle=bundle, annotations=annotations, exec=exec_defaults(spec),
+                             **({"hooks": later} if later else {}))
     pid = None
     try:
         fifo = os.path.join(container.dir, "exec.fifo")
-        os.mkfifo(fifo, 0o622)  # the container's user, whoever it is, opens it for writing
+        os.mkfifo(fifo)
+        # the container's user, whoever it is, opens it for writing (after dropping its
+        # privileges, as runc); our umask must not take that away
+        os.chmod(fifo, 0o622)
         pid, master, alive_w = _spawn(spec, container, _How(foreground=False, exec_fifo=fifo))
         if master is not None:
             from minicontainer.runtime.terminal import send_console
@@ -351,15 +366,25 @@ def create(spec, store: StateStore, cid: str, bundle: str, annotations: dict,
             _kill(pid, _signal.SIGKILL)
             os.waitpid(pid, 0)
         container.remove()
+        if later.get("poststop"):  # runtime.md: a failed create goes on to delete's step
+            from minicontainer.runtime import hooks
+
+            hooks.run_warning_only("poststop", later["poststop"],
+                                   hooks.state(container, "stopped", 0))
         raise
 
 
 def exec_defaults(spec) -> dict:
     """What `exec` takes from the container by default (kept in its record)."""
     sec = spec.security
-    return {"env": spec.process.env, "user": spec.process.user, "cwd": spec.process.cwd,
-            "hostname": spec.hostname, "capabilities": sorted(sec.capabilities),
-            "no_new_privs": sec.no_new_privs, "privileged": sec.privileged}
+    out = {"env": spec.process.env, "user": spec.process.user, "cwd": spec.process.cwd,
+           "hostname": spec.hostname, "capabilities": sorted(sec.capabilities),
+           "no_new_privs": sec.no_new_privs, "privileged": sec.privileged}
+    if sec.sets is not None:
+        out["capability_sets"] = {kind: sorted(names) for kind, names in sec.sets.items()}
+    if spec.process.groups is not None:
+        out["groups"] = spec.process.groups
+    return out
 
 
 def _write_file(path: str, text: str) -> None:
@@ -367,6 +392,24 @@ def _write_file(path: str, text: str) -> None:
     with open(path + ".tmp", "w") as f:
         f.write(text)
     os.rename(path + ".tmp", path)
+
+
+def _parent_hooks(spec) -> bool:
+    return bool(spec.hooks.get("prestart") or spec.hooks.get("createRuntime"))
+
+
+def _run_parent_hooks(spec, container, pid: int) -> None:
+    """prestart, then createRuntime: in the runtime's namespaces, the pid as we see it."""
+    from minicontainer.runtime import hooks
+
+    state = hooks.state(container, "creating", pid)
+    for stage in ("prestart", "createRuntime"):
+        hooks.run(stage, spec.hooks.get(stage) or [], state)
+
+
+def _winsize(rows: int, cols: int) -> bytes:
+    """struct winsize, packed as the TIOCSWINSZ ioctl takes it."""
+    return rows.to_bytes(2, "little") + cols.to_bytes(2, "little") + bytes(4)
 
 
 def _outside_steps(spec, container) -> list:
@@ -387,9 +430,24 @@ def _fork(spec, cgroup: str | None) -> int:
     cgroup the child is born in it (joining one afterwards costs 10-20 ms: syscalls.fork)."""
     flags = syscalls.CLONE_NEWPID if "pid" in spec.namespaces else 0
     fd = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) if cgroup else -1
+    ours = None
     try:
-        return syscalls.fork(flags, fd)
+        if "pid" in spec.namespace_paths:
+            # A pid namespace is joined for the children to come only (setns(2)): join it
+            # just for this one, and come back, so that hooks run in ours.
+            ours = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+            joined = os.open(spec.namespace_paths["pid"], os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                syscalls.setns(joined, syscalls.CLONE_NEWPID)
+            finally:
+                os.close(joined)
+        pid = syscalls.fork(flags, fd)
+        if pid and ours is not None:
+            syscalls.setns(ours, syscalls.CLONE_NEWPID)
+        return pid
     finally:
+        if ours is not None:
+            os.close(ours)
         if fd >= 0:
             os.close(fd)
 
@@ -424,10 +482,13 @@ def _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console,
         # O_PATH: after pivot_root the fifo is out of reach by name, but not through this fd
         fifo = os.open(how.exec_fifo, os.O_PATH | os.O_CLOEXEC) if how.exec_fifo else None
 
-        for ns, path in spec.namespace_paths.items():  # join these (container:NAME)
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            syscalls.setns(fd, syscalls.NAMESPACE_FLAGS[ns])
-            os.close(fd)
+        # Join these (container:NAME, OCI paths): every one opened first, the mount namespace
+        # joined last (its paths are another view); pid was joined by _fork.
+        joined = {ns: os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                  for ns, path in spec.namespace_paths.items() if ns != "pid"}
+        for ns in sorted(joined, key=lambda ns: ns == "mnt"):
+            syscalls.setns(joined[ns], syscalls.NAMESPACE_FLAGS[ns])
+            os.close(joined[ns])
         flags = 0
         for ns in spec.namespaces:
             if ns != "pid":
@@ -456,11 +517,25 @@ def _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console,
 
             master, slave = terminal.open_console(root_fd, winsize)
             console.send(master)
-        if bundle_readonly:
+        if ready_w is not None:
+            if _parent_hooks(spec):  # prestart and createRuntime, run by the runtime
+                os.write(ready_w, b"h")
+                if os.read(alive_r, 1) != b"g":
+                    os._exit(125)
+            os.close(ready_w)
+        if spec.hooks:
+            from minicontainer.runtime import hooks  # preloaded: no file read
+
+            hooks.run("createContainer", spec.hooks.get("createContainer") or [],
+                      hooks.state(container, "creating", os.getpid()))
+            start_state = hooks.state(container, "created", os.getpid())  # json: before pivot
+        if bundle_readonly:  # after the hooks, which may write (runc: after pivot_root)
             rootfs.finish_readonly_root(root, came_with)
         os.close(root_fd)
-        if "uts" in spec.namespaces:
+        if "uts" in spec.namespaces or ("uts" in spec.namespace_paths and spec.hostname):
             syscalls.sethostname(hostname)
+        if spec.domainname:  # oci.py: only with a uts namespace of its own
+            syscalls.setdomainname(spec.domainname)
         if "net" in spec.namespaces:
             syscalls.loopback_up()
         rootfs.switch_root(root, spec.root.pivot_root)
@@ -470,7 +545,7 @@ def _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console,
         if spec.rootfs_propagation:
             rootfs.set_root_propagation(spec.rootfs_propagation)
 
-        user = process.resolve_user(spec.process.user)
+        user = process.resolve_user(spec.process.user, spec.process.groups)
         env = process.build_env(spec.process.env, hostname, user, spec.process.terminal)
         cwd = rootfs.open_workdir(spec.process.cwd or "/")  # made if missing, as docker
         if slave is not None:
@@ -479,17 +554,19 @@ def _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console,
             process.set_rlimits(spec.process.rlimits)
         if spec.process.umask is not None:
             os.umask(spec.process.umask)
+        if spec.process.oom_score_adj is not None:
+            process.set_oom_score_adj(spec.process.oom_score_adj)
         if not how.foreground:
             syscalls.prctl(syscalls.PR_SET_PDEATHSIG, 0)  # outlive whoever made us
-            if fifo is not None:  # OCI create: report what exec would fail on, then wait
-                process.find_executable(spec.process.args[0], env.get("PATH", ""))
-                os.close(err_w)
-                err_w = -1
-                _wait_for_start(fifo)
         process.drop_privileges(user, spec.security)
         os.chdir(cwd)  # fchdir: no path lookup after the one inside the root
         os.close(cwd)
         path = process.find_executable(spec.process.args[0], env.get("PATH", ""))
+        if fifo is not None:  # OCI create: what exec would fail on is reported; now wait
+            os.close(err_w)
+            err_w = -1
+            _wait_for_start(fifo, spec.hooks.get("startContainer"),
+                            start_state if spec.hooks else None)
         if spec.process.init:
             _run_as_init(path, spec.process.args, env, err_w, slave is not None, unblocked)
         _signal.pthread_sigmask(_signal.SIG_SETMASK, unblocked)  # see _spawn
@@ -504,12 +581,22 @@ def _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console,
     os._exit(125)
 
 
-def _wait_for_start(fifo: int) -> None:
-    """Block until `start` opens the other end, then tell it we go on (runc's exec.fifo)."""
+def _wait_for_start(fifo: int, start_hooks=None, state=None) -> None:
+    """Block until `start` opens the other end, run the startContainer hooks (as the
+    container's user, in it, as runc), then tell `start` we go on (runc's exec.fifo): "0",
+    or "1" and why not."""
     fd = os.open(f"/proc/self/fd/{fifo}", os.O_WRONLY | os.O_CLOEXEC)
+    os.close(fifo)
+    if start_hooks:
+        from minicontainer.runtime import hooks
+
+        try:
+            hooks.run("startContainer", start_hooks, state)
+        except ContainerError as e:
+            os.write(fd, b"1" + str(e).encode())
+            raise
     os.write(fd, b"0")
     os.close(fd)
-    os.close(fifo)
 
 
 def _run_as_init(path, args, env, err_w, has_terminal: bool, unblocked) -> None:

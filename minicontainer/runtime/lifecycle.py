@@ -36,13 +36,16 @@ def start(container) -> None:
             if not container.alive():
                 raise ContainerError(f'cannot start container "{container.id}": its process '
                                      "exited before it was started")
-        if os.read(fd, 1) != b"0":
-            raise ContainerError(f'cannot start container "{container.id}": its process '
-                                 "exited before it was started")
+        answer = os.read(fd, 4096)  # "0", or "1" and why not (launch._wait_for_start)
+        if answer[:1] != b"0":
+            why = answer[1:].decode(errors="replace") or \
+                "its process exited before it was started"
+            raise ContainerError(f'cannot start container "{container.id}": {why}')
     finally:
         os.close(fd)
     os.unlink(fifo)
     container.update(status="running", started=now())
+    _hooks(container, "poststart", "running", container.record["pid"])
 
 
 def kill(container, sig: int, all_processes: bool = False) -> None:
@@ -112,6 +115,16 @@ def delete(container, force: bool = False) -> None:
         if not os.path.isdir(container.dir):
             return
     container.remove()
+    _hooks(container, "poststop", "stopped", 0)
+
+
+def _hooks(container, stage: str, status: str, pid: int) -> None:
+    """poststart and poststop hooks (recorded by launch.create): a failure is a warning."""
+    entries = (container.record.get("hooks") or {}).get(stage)
+    if entries:
+        from minicontainer.runtime import hooks
+
+        hooks.run_warning_only(stage, entries, hooks.state(container, status, pid))
 
 
 def pause(container) -> None:

@@ -28,9 +28,10 @@ def _read_table(path: str) -> list[list[str]]:
         return []
 
 
-def resolve_user(spec_user: str | None) -> User:
+def resolve_user(spec_user: str | None, groups: list[int] | None = None) -> User:
     """'name', 'uid', 'uid:gid' or 'name:group', resolved in the container's own files as
-    docker does; a numeric uid need not exist in /etc/passwd, a name must."""
+    docker does; a numeric uid need not exist in /etc/passwd, a name must. groups: the
+    supplementary groups exactly (OCI additionalGids), instead of /etc/group's."""
     if not spec_user:
         spec_user = "0"
     user_part, _, group_part = spec_user.partition(":")
@@ -55,7 +56,7 @@ def resolve_user(spec_user: str | None) -> User:
     name = entry[0] if entry else None
     extra = [int(e[2]) for e in groups_table
              if name and len(e) >= 4 and name in e[3].split(",") and e[2].isdigit()]
-    return User(uid, gid, sorted({gid, *extra}), home)
+    return User(uid, gid, sorted({gid, *extra}) if groups is None else list(groups), home)
 
 
 def build_env(spec_env: dict, hostname: str, user: User, terminal: bool) -> dict:
@@ -91,24 +92,28 @@ def find_executable(command: str, path_var: str) -> str:
 
 
 def drop_privileges(user: User, security) -> None:
-    """The bounding set first (dropping needs CAP_SETPCAP), then groups, gid and uid (which
-    need CAP_SETGID/SETUID, so before the effective set is cut), then the effective,
-    permitted and inheritable sets; no_new_privs last."""
-    keep = frozenset(security.capabilities)
-    if not security.privileged:
-        syscalls.note(f"capabilities: bounding set and effective/permitted limited to {sorted(keep)}")
-        caps.limit_bounding(keep)
+    """As runc: the bounding set first (dropping needs CAP_SETPCAP), then groups, gid and uid
+    with PR_SET_KEEPCAPS (so the permitted set survives a switch to a non-zero uid), then the
+    effective, permitted and inheritable sets exactly as asked, then the ambient set;
+    no_new_privs last."""
+    sets = caps.sets_of(security)
+    if sets is not None:
+        syscalls.note("capabilities: " + "; ".join(
+            f"{kind} {sorted(sets[kind])}" for kind in caps.KINDS))
+        caps.limit_bounding(sets["bounding"])
+        syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 1)
     syscalls.note(f"setgroups({user.groups}), setgid({user.gid}), setuid({user.uid})")
     os.setgroups(user.groups)
     os.setgid(user.gid)
     os.setuid(user.uid)
-    if not security.privileged:
-        caps.limit_sets(keep)
+    if sets is not None:
+        syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 0)
+        caps.apply(sets)
     if security.no_new_privs:
         caps.no_new_privs()
 
 
-def preload(proc) -> None:
+def preload(proc, with_hooks: bool = False) -> None:
     """Import now every module the container's process needs after it has left the host's
     filesystem (launch: switch_root; exec: setns into the mount namespace). From then on an
     `import` would search the container's root: at best it fails, late and only there; at
@@ -116,12 +121,24 @@ def preload(proc) -> None:
     inherits what is loaded). Modules launch.py and exec.py import at their top (this one,
     rootfs, syscalls, caps, _signal, select) are loaded with them; these are the rest,
     loaded only when the run uses them (start-up: see docs/run.md)."""
-    import prctl  # noqa: F401  kernel/caps.py's sets; --init names itself (launch._run_as_init)
-
+    if proc.init:
+        import prctl  # noqa: F401  --init names itself (launch._run_as_init)
+    if with_hooks:
+        from minicontainer.runtime import hooks  # noqa: F401  createContainer, startContainer
     if proc.rlimits:
         import resource  # noqa: F401  set_rlimits
     if proc.terminal:
         from minicontainer.runtime import terminal  # noqa: F401  the pty, session leader
+
+
+def set_oom_score_adj(value: int) -> None:
+    """process.oomScoreAdj (as runc, through /proc/self/oom_score_adj). Lowering it below
+    what we inherited needs CAP_SYS_RESOURCE: the error says so."""
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(value))
+    except OSError as e:
+        raise ContainerError(f"cannot set oom_score_adj to {value}: {e.strerror}") from None
 
 
 def set_rlimits(rlimits) -> None:

@@ -43,6 +43,9 @@ READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysr
 
 NOSUID_NODEV_NOEXEC = MS_NOSUID | MS_NODEV | MS_NOEXEC
 
+# S_IFCHR, S_IFBLK, S_IFIFO: the kinds of node linux.devices makes (oci.py DEVICE_TYPES)
+NODE_TYPES = {"c": 0o020000, "b": 0o060000, "p": 0o010000}
+
 
 def make_mounts_private() -> None:
     """Stop our mounts propagating back to the host (and keep receiving none of ours there):
@@ -390,7 +393,7 @@ def oci_extras(root_fd: int, devices) -> None:
                     os.unlink(name, dir_fd=parent)
                 except FileNotFoundError:
                     pass
-                os.mknod(name, mode | (0o020000 if kind == "c" else 0o060000),
+                os.mknod(name, mode | NODE_TYPES[kind],
                          os.makedev(major, minor), dir_fd=parent)
                 os.chown(name, uid, gid, dir_fd=parent, follow_symlinks=False)
             finally:

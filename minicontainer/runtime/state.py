@@ -49,6 +49,7 @@ DEFAULT_ROOT = "/run/minicontainer"
 # (and never imports pyroute2). A releaser must succeed when the resource is already gone.
 RELEASERS: dict[str, str] = {
     "cgroup": "minicontainer.runtime.cgroups:release",
+    "cgroup-parent": "minicontainer.runtime.cgroups:release_parent",
     "lease": "minicontainer.runtime.network:release_lease",
     "port": "minicontainer.runtime.network:release_port",
     "veth": "minicontainer.runtime.network:release_veth",
