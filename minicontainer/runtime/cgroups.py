@@ -180,7 +180,7 @@ def place(v2: str, cgroups_path: str) -> str:
     """Where linux.cgroupsPath puts the container, as runc's cgroupfs driver places it: the
     path cleaned as if it were rooted (no ".." climbs out), absolute under the cgroup2
     root, relative under the parent of the runtime's own cgroup."""
-    inner = os.path.normpath("/" + cgroups_path)
+    inner = os.path.normpath("/" + cgroups_path.lstrip("/"))
     if not cgroups_path.startswith("/"):
         own = "/"
         with open("/proc/self/cgroup") as f:
