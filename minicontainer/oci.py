@@ -64,9 +64,6 @@ RLIMITS = {f"RLIMIT_{n}": i for i, n in enumerate((
     "CPU", "FSIZE", "DATA", "STACK", "CORE", "RSS", "NPROC", "NOFILE", "MEMLOCK", "AS", "LOCKS",
     "SIGPENDING", "MSGQUEUE", "NICE", "RTPRIO", "RTTIME"))}
 
-# The device nodes every container gets (runtime/rootfs.py DEVICES, plus the pty multiplexer)
-OWN_DEVICES = {(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 2), (136, None)}
-
 # Device node types (config.md linux.devices): c and u are character devices (u: unbuffered,
 # the same node), b block, p a FIFO
 DEVICE_TYPES = {"c": "c", "u": "c", "b": "b", "p": "p"}
@@ -124,15 +121,8 @@ def to_spec(config: dict, bundle: str, cid: str, no_pivot: bool = False) -> Cont
     if domainname and not has_uts:
         raise ContainerError("config.json: domainname needs a uts namespace (new or joined)")
     process, security = to_process(config.get("process") or {}, for_exec=False)
-    devices, deny_all = _devices(linux)
-    if deny_all and not security.privileged and "mknod" in security.capabilities:
-        # No device cgroup enforces the allowlist here, so a container holding CAP_MKNOD
-        # could make and open any node: withheld. The allowlist itself is met by the only
-        # nodes /dev has, which minicontainer creates (OWN_DEVICES and linux.devices).
-        security.capabilities = frozenset(security.capabilities - {"mknod"})
-        if security.sets is not None:
-            security.sets = {k: v - {"mknod"} for k, v in security.sets.items()}
-    mounts = _mounts(config.get("mounts") or [], bundle, deny_all)
+    devices, device_rules = _devices(linux)
+    mounts = _mounts(config.get("mounts") or [], bundle)
     spec = ContainerSpec(
         root=Root(path=root_path, readonly=bool(root.get("readonly")), pivot_root=not no_pivot,
                   overlay=False),
@@ -144,7 +134,7 @@ def to_spec(config: dict, bundle: str, cid: str, no_pivot: bool = False) -> Cont
         masked_paths=tuple(linux.get("maskedPaths") or ()),
         readonly_paths=tuple(linux.get("readonlyPaths") or ()),
         domainname=domainname, hooks=_hooks(config.get("hooks") or {}),
-        cgroups_path=_cgroups_path(linux.get("cgroupsPath")))
+        cgroups_path=_cgroups_path(linux.get("cgroupsPath")), device_rules=device_rules)
     if "mnt" not in namespaces and "mnt" not in paths:
         refuse("linux.namespaces", "a container without a mount namespace of its own "
                "(new or joined by path)")
@@ -316,8 +306,12 @@ def _cap_list(names) -> str:
     return ", ".join(f"CAP_{n.upper()}" for n in sorted(names, key=caps.NUMBER.get))
 
 
-def _devices(linux: dict) -> tuple[list, bool]:
-    """(nodes to make, whether the device allowlist denies by default)."""
+def _devices(linux: dict) -> tuple[list, list]:
+    """(nodes to make, the device allowlist): linux.resources.devices in order, then what
+    every container may use (runtime/devices.py ALLOWED) and the nodes of linux.devices, as
+    runc appends its default allowed devices and the config's own."""
+    from minicontainer.runtime.devices import ALLOWED
+
     nodes = []
     for d in linux.get("devices") or []:
         kind = DEVICE_TYPES.get(d.get("type"))
@@ -329,33 +323,28 @@ def _devices(linux: dict) -> tuple[list, bool]:
         major, minor = (0, 0) if kind == "p" else (int(d["major"]), int(d["minor"]))
         nodes.append((path, kind, major, minor, int(d.get("fileMode", 0o666)) & 0o7777,
                       int(d.get("uid", 0)), int(d.get("gid", 0))))
-    deny_all = False
-    made = OWN_DEVICES | {(n[2], n[3]) for n in nodes if n[1] != "p"}
+    always = list(ALLOWED) + [(True, n[1], n[2], n[3], "rwm") for n in nodes if n[1] != "p"]
+    rules = []
     for rule in (linux.get("resources") or {}).get("devices") or []:
-        specific = rule.get("major") not in (None, -1) or rule.get("type") not in (None, "a")
-        if rule.get("allow"):
-            if not specific:
-                deny_all = False  # allow everything again (privileged)
-            continue
-        if not specific:
-            deny_all = True
-        elif (rule.get("major"), rule.get("minor")) in made or \
-                (rule.get("major"), None) in made:
-            refuse("linux.resources.devices", f"a deny rule for {rule.get('major')}:"
-                   f"{rule.get('minor')}, a device the container has, cannot be enforced "
-                   "without a device cgroup")
-    return nodes, deny_all
+        kind, access = rule.get("type") or "a", rule.get("access") or ""
+        major, minor = (None if rule.get(k) in (None, -1) else int(rule[k])
+                        for k in ("major", "minor"))
+        if kind not in ("a", "c", "b") or set(access) - set("rwm"):
+            refuse(f"linux.resources.devices {rule!r}", "type a, c or b; access of r, w, m")
+        if not rule.get("allow") and major is not None and any(
+                (k, ma, mi) == (kind, major, minor) for _, k, ma, mi, _ in always):
+            refuse("linux.resources.devices", f"a deny rule for {kind} {major}:{minor}, a node "
+                   "minicontainer gives every container (or linux.devices makes), which is "
+                   "always allowed, as runc allows its default devices")
+        rules.append((bool(rule.get("allow")), kind, major, minor, access))
+    return nodes, rules + always
 
 
-def _mounts(entries, bundle: str, deny_devices: bool) -> list[Mount]:
+def _mounts(entries, bundle: str) -> list[Mount]:
     """config.json mounts, every one, in order (runtime/rootfs.mount_user_mounts mounts them
-    with each destination resolved inside the root)."""
-    out = [parse_mount(m, bundle) for m in entries]
-    for m in out:
-        if m.kind == "bind" and deny_devices and _is_device(m.source):
-            refuse(f"mount {m.target}", f"{m.source} is a device node: the device allowlist "
-                   "denies it and no device cgroup would enforce that")
-    return out
+    with each destination resolved inside the root). A device node bound in is opened only if
+    the device allowlist says so (the device cgroup, runtime/devices.py)."""
+    return [parse_mount(m, bundle) for m in entries]
 
 
 def parse_mount(m: dict, bundle: str) -> Mount:
@@ -447,19 +436,9 @@ def check_sysctl(sysctl: dict, own: set[str]) -> None:
             refuse(f"linux.sysctl {key}", f"the container shares the host's {need} namespace")
 
 
-def _is_device(path: str) -> bool:
-    import stat
-
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return False
-    return stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-
-
 def _resources(r: dict) -> Resources | None:
     """linux.resources -> Resources (docker's units); runtime/cgroups.py refuses what this
-    host cannot enforce. devices: handled by _devices."""
+    host cannot enforce. devices: _devices (the device cgroup, runtime/devices.py)."""
     for key in r:
         if key not in ("devices", "memory", "cpu", "pids", "blockIO") and r[key]:
             refuse(f"linux.resources.{key}", "not implemented")

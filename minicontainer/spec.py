@@ -111,7 +111,7 @@ class ContainerSpec(_Record):
     __slots__ = ("root", "process", "hostname", "name", "mounts", "namespaces", "security",
                  "network", "resources", "ports", "namespace_paths", "devices", "sysctl",
                  "masked_paths", "readonly_paths", "system_mounts", "rootfs_propagation",
-                 "domainname", "hooks", "cgroups_path")
+                 "domainname", "hooks", "cgroups_path", "device_rules")
     # network: none|host|bridge|container:NAME; ports: [Port] (bridge only);
     # namespace_paths: {"net": "/proc/..."}: join these namespaces instead of new ones
     # devices: [(path, "c"|"b"|"p", major, minor, mode, uid, gid)] made in /dev;
@@ -121,8 +121,10 @@ class ContainerSpec(_Record):
     # linux.rootfsPropagation)
     # hooks: an OCI config's {stage: [{"path", "args", "env", "timeout"}]} (runtime/hooks.py);
     # cgroups_path: an OCI linux.cgroupsPath, None: minicontainer's own place (runtime/cgroups.py)
+    # device_rules: the device allowlist, [(allow, type, major, minor, access)] in order
+    # (runtime/devices.py), enforced by the container's cgroup; None: no device cgroup
     _defaults = {"hostname": None, "name": None, "mounts": [], "namespaces": DEFAULT_NAMESPACES,
                  "network": "none", "ports": [], "namespace_paths": {}, "devices": [],
                  "sysctl": {}, "masked_paths": None, "readonly_paths": None,
                  "system_mounts": True, "rootfs_propagation": 0,
-                 "domainname": None, "hooks": {}, "cgroups_path": None}
+                 "domainname": None, "hooks": {}, "cgroups_path": None, "device_rules": None}

@@ -369,3 +369,26 @@ def test_console_size_applied_to_the_pty(mc, mc_cmd, rootfs, tmp_path):
     assert out.strip() == b"33 101"
     assert wait_for(lambda: state(mc, "tsz")["status"] == "stopped")
     assert mc("delete", "tsz").returncode == 0
+
+
+def test_device_cgroup_enforces_the_allowlist(mc, mc_cmd, rootfs, tmp_path):
+    """Docker's shape: deny all, CAP_MKNOD granted, one device allowed for reading only (the
+    tun multiplexer, which opens without any capability). The eBPF program on the container's
+    cgroup decides every open and mknod (runtime/devices.py)."""
+    script = ("{ mknod /dev/disk0 b 8 0 && echo made; head -c 1 /dev/disk0; "
+              "mknod /dev/tun0 c 10 200 && true < /dev/tun0 && echo read; "
+              "true > /dev/tun0; echo x > /dev/mynull && echo null; } 2>&1")
+    bundle = make_bundle(tmp_path, rootfs, ["sh", "-c", script])
+    caps = ["CAP_MKNOD", "CAP_DAC_OVERRIDE"]
+
+    def change(c):
+        c["process"]["capabilities"] = {"bounding": caps, "effective": caps, "permitted": caps}
+        c["linux"]["resources"]["devices"] = [
+            {"allow": False, "access": "rwm"},
+            {"allow": True, "type": "c", "major": 10, "minor": 200, "access": "r"}]
+        c["linux"]["devices"] = [{"path": "/dev/mynull", "type": "c", "major": 1, "minor": 3}]
+    edit(bundle, change)
+    out = run_to_end(mc, mc_cmd, tmp_path, bundle, "devcg")
+    assert out.splitlines() == [
+        "made", "head: /dev/disk0: Operation not permitted", "read",
+        "sh: can't create /dev/tun0: Operation not permitted", "null"], out

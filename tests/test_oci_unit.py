@@ -10,7 +10,7 @@ import pytest
 
 from minicontainer import oci
 from minicontainer.errors import ContainerError
-from minicontainer.runtime import cgroups
+from minicontainer.runtime import cgroups, devices
 
 pytestmark = pytest.mark.unit
 
@@ -184,10 +184,66 @@ def test_impossible_capability_sets_refused(sets, words):
     refused(lambda c: c["process"].update(capabilities=sets), words)
 
 
-def test_mknod_withheld_under_a_deny_all_device_rule():
+def test_mknod_kept_with_the_device_allowlist():
     sets = {k: ["CAP_MKNOD", "CAP_KILL"] for k in ("bounding", "effective", "permitted")}
-    sec = spec_of(lambda c: c["process"].update(capabilities=sets)).security
-    assert all("mknod" not in sec.sets[k] for k in oci.caps.KINDS)
+    spec = spec_of(lambda c: c["process"].update(capabilities=sets))
+    assert all("mknod" in spec.security.sets[k] for k in ("bounding", "effective", "permitted"))
+    # the config's rules first, then what every container may use (runc's order)
+    assert spec.device_rules == [(False, "a", None, None, "rwm"), *devices.ALLOWED]
+
+
+def test_device_rules_from_docker_and_linux_devices():
+    rules = [{"allow": False, "access": "rwm"},
+             {"allow": True, "type": "c", "major": 10, "minor": 229, "access": "rwm"},
+             {"allow": True, "type": "b", "major": 8, "minor": -1, "access": "r"}]
+    spec = spec_of(lambda c: (c["linux"]["resources"].update(devices=rules),
+                              c["linux"].update(devices=[
+                                  {"path": "/dev/x", "type": "c", "major": 4, "minor": 5},
+                                  {"path": "/dev/f", "type": "p"}])))
+    assert spec.device_rules == [(False, "a", None, None, "rwm"), (True, "c", 10, 229, "rwm"),
+                                 (True, "b", 8, None, "r"), *devices.ALLOWED,
+                                 (True, "c", 4, 5, "rwm")]
+
+
+@pytest.mark.parametrize("rule, words", [
+    ({"allow": False, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+     "a deny rule for c 1:3"),
+    ({"allow": True, "type": "x", "access": "rwm"}, "type a, c or b"),
+    ({"allow": True, "type": "c", "access": "rwx"}, "access of r, w, m")])
+def test_device_rules_refused(rule, words):
+    refused(lambda c: c["linux"]["resources"].update(devices=[rule]),
+            "linux.resources.devices", words)
+
+
+def test_device_rules_emulate_cgroup_v1():
+    """The order of rules matters as in cgroup v1's devices.allow/deny (runc's emulator)."""
+    deny_all, allow_all = (False, "a", None, None, "rwm"), (True, "a", None, None, "rwm")
+    assert devices.emulate([deny_all, (True, "c", 1, 3, "rw"), (True, "c", 1, 3, "m")]) == \
+        (False, {("c", 1, 3): "mrw"})
+    assert devices.emulate([deny_all, (True, "c", 1, 3, "rwm"), (False, "c", 1, 3, "w")]) == \
+        (False, {("c", 1, 3): "mr"})
+    assert devices.emulate([(True, "c", 1, 3, "rwm"), allow_all, (False, "b", 8, None, "rwm")]) \
+        == (True, {("b", 8, None): "mrw"})
+    assert devices.emulate([]) == (False, {})  # no rule at all: nothing allowed
+    with pytest.raises(ContainerError, match="punches a hole in the wildcard rule c \\*:\\*"):
+        devices.emulate([deny_all, (True, "c", None, None, "m"), (False, "c", 1, 3, "m")])
+
+
+def test_device_program():
+    """The instructions: a prologue of 6, a block per exception, the default verdict."""
+    assert devices.program([(True, "a", None, None, "rwm")]) is None  # allows everything
+    code = devices.program([(False, "a", None, None, "rwm"), (True, "c", 1, 3, "rwm")])
+    insns = [code[i:i + 8] for i in range(0, len(code), 8)]
+    # jne r2, CHAR (+4: the next block); jne r4, 1 (+3); jne r5, 3 (+2); r0 = 1; exit;
+    # the default: r0 = 0; exit
+    assert insns[6:] == [bytes.fromhex(h) for h in (
+        "5502040002000000", "5504030001000000", "5505020003000000", "b400000001000000",
+        "9500000000000000", "b400000000000000", "9500000000000000")]
+    code = devices.program([(False, "a", None, None, "rwm"), (True, "b", None, None, "m")])
+    insns = [code[i:i + 8] for i in range(0, len(code), 8)]
+    # an access test: r1 = r3; r1 &= MKNOD; jne r1, r3 (+2)
+    assert insns[6:10] == [bytes.fromhex(h) for h in (
+        "5502050001000000", "bc31000000000000", "5401000001000000", "5d31020000000000")]
 
 
 def test_namespaces_joined_by_path():

@@ -26,6 +26,9 @@ Options:
   -v, --volume SRC:DST[:ro|rw]
                            bind-mount host path SRC at DST
       --tmpfs DST[:OPTS]   mount a tmpfs at DST (OPTS as for mount -o, e.g. size=64m)
+      --device HOST[:CTR][:rwm]
+                           the host's device node HOST in the container's /dev, allowed by
+                           its device allowlist (r read, w write, m mknod; default rwm)
       --name NAME          a name for the container (unique among running containers)
   -i, --interactive        keep stdin open
   -t, --tty                allocate a pseudo-terminal
@@ -60,6 +63,7 @@ FLAGS = {
     "-u": ("user", True), "--user": ("user", True),
     "-v": ("volume", True), "--volume": ("volume", True),
     "--tmpfs": ("tmpfs", True),
+    "--device": ("device", True),
     "--name": ("name", True),
     "--cap-add": ("cap_add", True), "--cap-drop": ("cap_drop", True),
     "--security-opt": ("security_opt", True),
@@ -83,7 +87,7 @@ FLAGS = {
     "--device-read-bps": ("device_read_bps", True), "--device-write-bps": ("device_write_bps", True),
     "--stats": ("stats", False),
 }
-REPEATABLE = {"env", "volume", "tmpfs", "cap_add", "cap_drop", "security_opt", "publish",
+REPEATABLE = {"env", "volume", "tmpfs", "device", "cap_add", "cap_drop", "security_opt", "publish",
               "device_read_bps", "device_write_bps"}
 RESOURCE_FIELDS = ("memory", "memory_swap", "memory_reservation", "cpus", "cpu_shares",
                    "cpuset_cpus", "pids_limit", "io_weight", "device_read_bps",
@@ -119,6 +123,19 @@ def build_spec(opts: dict, positionals: list[str]) -> ContainerSpec:
 
         ports = [parse_publish(p) for p in opts["publish"]]
 
+    security = _security(opts)
+    # docker's device allowlist, which makes CAP_MKNOD harmless (a node made for the host's
+    # disk cannot be opened): only a container holding CAP_MKNOD needs it
+    device_rules = None
+    if "mknod" in security.capabilities and not security.privileged:
+        from minicontainer.runtime.devices import DEFAULT_RULES
+
+        device_rules = list(DEFAULT_RULES)
+    devices = [_parse_device(d) for d in opts["device"]]
+    if device_rules is not None:
+        device_rules += [(True, kind, major, minor, perms)
+                         for (_, kind, major, minor, *_), perms in devices]
+
     workdir = opts.get("workdir", "/")
     if not workdir.startswith("/"):
         raise UsageError(f"the working directory {workdir!r} must be an absolute path")
@@ -134,10 +151,12 @@ def build_spec(opts: dict, positionals: list[str]) -> ContainerSpec:
         name=opts.get("name"),  # checked by the state store, for every front end
         mounts=mounts,
         namespaces=namespaces,
-        security=_security(opts),
+        security=security,
         network=network,
         ports=ports,
         resources=_resources(opts),
+        devices=[node for node, _ in devices],
+        device_rules=device_rules,
     )
 
 
@@ -179,6 +198,30 @@ def _parse_tmpfs(spec: str) -> Mount:
                  flags=MS_NOSUID | MS_NODEV)  # docker's defaults
 
 
+def _parse_device(text: str) -> tuple[tuple, str]:
+    """--device HOST[:CONTAINER][:PERMS], as docker: (the node to make, as ContainerSpec.devices
+    has them, with the host node's mode and owner; its permissions in the allowlist)."""
+    host, _, rest = text.partition(":")
+    target, _, perms = rest.partition(":")
+    if target and not perms and not target.startswith("/"):
+        target, perms = "", target
+    target, perms = os.path.normpath(target or host), perms or "rwm"
+    if not perms or set(perms) - set("rwm"):
+        raise UsageError(f"--device {text}: permissions {perms!r} are not of r, w, m")
+    try:
+        st = os.stat(host)
+    except OSError as e:
+        raise UsageError(f"--device {text}: {e.strerror}") from None
+    kind = {0o020000: "c", 0o060000: "b"}.get(st.st_mode & 0o170000)
+    if kind is None:
+        raise UsageError(f"--device {text}: {host} is not a device node")
+    if not target.startswith("/dev/"):
+        raise UsageError(f"--device {text}: the container's path must be under /dev")
+    node = (target, kind, os.major(st.st_rdev), os.minor(st.st_rdev), st.st_mode & 0o7777,
+            st.st_uid, st.st_gid)
+    return node, perms
+
+
 def _security(opts: dict) -> Security:
     from minicontainer.kernel import caps
 
@@ -190,10 +233,6 @@ def _security(opts: dict) -> Security:
         raise UsageError(str(e))
     keep = set(caps.all_names()) if privileged or "all" in add else set(caps.DEFAULT)
     keep |= add - {"all"}
-    if "mknod" in keep and not privileged:
-        raise UsageError(
-            "CAP_MKNOD is withheld: minicontainer enforces no device cgroup, so a container "
-            "with it could create and open the host's disks (use --privileged to accept that)")
     keep = set() if "all" in drop else keep - drop
 
     no_new_privs = True

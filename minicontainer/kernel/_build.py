@@ -103,6 +103,12 @@ ffibuilder.cdef(
     int mc_capset(unsigned long long effective, unsigned long long permitted,
                   unsigned long long inheritable);
     int setdomainname(const char *name, size_t len);
+
+    /* --- the device cgroup of cgroup v2 (runtime/devices.py): load a
+       BPF_PROG_TYPE_CGROUP_DEVICE program, attach it to a cgroup --- */
+    int mc_bpf_device_prog_load(const void *insns, unsigned int count, char *log,
+                                unsigned int log_size);
+    int mc_bpf_device_attach(int cgroup_fd, int prog_fd);
     """
 )
 
@@ -361,6 +367,36 @@ ffibuilder.set_source(
         data[0].inheritable = (uint32_t)inheritable;
         data[1].inheritable = (uint32_t)(inheritable >> 32);
         return syscall(SYS_capset, &header, data);
+    }
+
+    /* --- the device cgroup of cgroup v2: what runc and crun attach (runc's
+       libcontainer/cgroups/ebpf) --- */
+    #include <linux/bpf.h>
+
+    static int mc_bpf_device_prog_load(const void *insns, unsigned int count, char *log,
+                                       unsigned int log_size)
+    {
+        union bpf_attr attr;
+        memset(&attr, 0, sizeof attr);
+        attr.prog_type = BPF_PROG_TYPE_CGROUP_DEVICE;
+        attr.insns = (uint64_t)(uintptr_t)insns;
+        attr.insn_cnt = count;
+        attr.license = (uint64_t)(uintptr_t)"MIT";
+        attr.log_buf = (uint64_t)(uintptr_t)log;
+        attr.log_size = log_size;
+        attr.log_level = log_size ? 1 : 0;
+        return syscall(SYS_bpf, BPF_PROG_LOAD, &attr, sizeof attr);
+    }
+
+    static int mc_bpf_device_attach(int cgroup_fd, int prog_fd)
+    {
+        union bpf_attr attr;
+        memset(&attr, 0, sizeof attr);
+        attr.target_fd = cgroup_fd;
+        attr.attach_bpf_fd = prog_fd;
+        attr.attach_type = BPF_CGROUP_DEVICE;
+        attr.attach_flags = BPF_F_ALLOW_MULTI;
+        return syscall(SYS_bpf, BPF_PROG_ATTACH, &attr, sizeof attr);
     }
     """,
     # PyOS_BeforeFork and friends are not in the limited C API.

@@ -22,11 +22,12 @@ NAMES = (
 )
 NUMBER = {name: n for n, name in enumerate(NAMES)}
 
-# Docker's default set (moby's oci/caps/defaults.go) less MKNOD: without a device cgroup,
-# CAP_MKNOD would let a container make and open a node for the host's disks.
+# Docker's default set (moby's oci/caps/defaults.go). CAP_MKNOD comes with the device
+# allowlist that makes it harmless (runtime/devices.py): a node made for the host's disk
+# cannot be opened.
 DEFAULT = (
     "chown", "dac_override", "fowner", "fsetid", "kill", "setgid", "setuid", "setpcap",
-    "net_bind_service", "net_raw", "sys_chroot", "audit_write", "setfcap",
+    "net_bind_service", "net_raw", "sys_chroot", "mknod", "audit_write", "setfcap",
 )
 
 # The five sets a process has, in the OCI spec's names

@@ -335,3 +335,25 @@ def capget() -> tuple[int, int, int]:
 def capset(effective: int, permitted: int, inheritable: int) -> None:
     _call("capset", lib.mc_capset, (effective, permitted, inheritable),
           (effective, permitted, inheritable))
+
+
+def bpf_device_prog_load(insns: bytes) -> int:
+    """BPF_PROG_LOAD of a BPF_PROG_TYPE_CGROUP_DEVICE program (8-byte instructions); its fd.
+    On failure the verifier's last word is in the error."""
+    code, count = ffi.from_buffer(insns), len(insns) // 8
+    try:
+        return _call("bpf(BPF_PROG_LOAD)", lib.mc_bpf_device_prog_load,
+                     (code, count, ffi.NULL, 0), (f"{count} insns",))
+    except SyscallError as e:
+        log = ffi.new("char[]", 65536)  # once more, for the verifier's explanation
+        lib.mc_bpf_device_prog_load(code, count, log, 65536)
+        text = ffi.string(log).decode(errors="replace").strip().splitlines()
+        if text:
+            e.strerror += f": {text[-1]}"
+        raise
+
+
+def bpf_device_attach(cgroup_fd: int, prog_fd: int) -> None:
+    """BPF_PROG_ATTACH (BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI) to the cgroup's directory fd."""
+    _call("bpf(BPF_PROG_ATTACH)", lib.mc_bpf_device_attach, (cgroup_fd, prog_fd),
+          (cgroup_fd, prog_fd))

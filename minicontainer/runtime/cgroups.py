@@ -72,6 +72,11 @@ def _limits(resources) -> dict[str, list[str]]:
 
 def check(spec) -> None:
     """Refuse, before anything starts, limits that cgroup v2 on this host cannot enforce."""
+    if spec.device_rules is not None and _v2_mounts()[0] is None:
+        raise ContainerError(
+            "cannot enforce the device allowlist: cgroup v2 is not mounted on this host, and "
+            "its device controller (an eBPF program) is what enforces it; a container "
+            "holding CAP_MKNOD needs it (run with --cap-drop MKNOD)")
     check_resources(spec.resources)
 
 
@@ -148,6 +153,10 @@ def create(spec, container) -> str | None:
             cgroupfs.write(f"{path}/{name}", value)
     except CgroupError as e:
         raise ContainerError(str(e)) from None
+    if spec.device_rules is not None:
+        from minicontainer.runtime import devices
+
+        devices.attach(path, spec.device_rules)
     return path
 
 

@@ -177,7 +177,7 @@ READ = f"dd if={DISK} of=/dev/null bs=256k count=12 iflag=direct"
 def _dd_rate(mc, rootfs, *flags, dd):
     """MiB/s of one dd inside a container, timed inside it (busybox's dd prints no time)."""
     script = f"read a b < /proc/uptime; {dd} 2>/dev/null; read c d < /proc/uptime; echo $a $c"
-    r = mc("run", "-v", f"{DISK}:{DISK}", *flags, rootfs, "sh", "-c", script, timeout=SLOW)
+    r = mc("run", "--device", DISK, *flags, rootfs, "sh", "-c", script, timeout=SLOW)
     assert r.returncode == 0, r.stderr
     start, end = map(float, r.stdout.split())
     return 3 / max(end - start, 0.01)
