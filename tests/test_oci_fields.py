@@ -392,3 +392,46 @@ def test_device_cgroup_enforces_the_allowlist(mc, mc_cmd, rootfs, tmp_path):
     assert out.splitlines() == [
         "made", "head: /dev/disk0: Operation not permitted", "read",
         "sh: can't create /dev/tun0: Operation not permitted", "null"], out
+
+
+def test_exec_process_fields_and_the_containers_capabilities(mc, mc_cmd, rootfs, tmp_path):
+    """exec --process: additionalGids, oomScoreAdj, consoleSize on its pty; with no
+    capabilities object the process gets the container's sets (runc)."""
+    bundle = make_bundle(tmp_path, rootfs, ["sleep", "1000"])
+    sets = {"bounding": ["CAP_KILL", "CAP_NET_BIND_SERVICE"], "permitted": ["CAP_KILL"],
+            "effective": ["CAP_KILL"]}
+    edit(bundle, lambda c: c["process"].update(capabilities=sets))
+    assert oci_create(mc_cmd, tmp_path, "--bundle", bundle, "ex").returncode == 0
+    assert mc("start", "ex").returncode == 0
+    process = {"args": ["sh", "-c", "grep -E '^(CapBnd|Groups)' /proc/self/status; "
+                        "cat /proc/self/oom_score_adj"], "cwd": "/",
+               "user": {"uid": 0, "gid": 0, "additionalGids": [7, 8]}, "oomScoreAdj": 300}
+    (tmp_path / "p.json").write_text(json.dumps(process))
+    r = mc("exec", "--process", str(tmp_path / "p.json"), "ex")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["Groups:\t7 8 ", f"CapBnd:\t{mask('kill', 'net_bind_service')}",
+                                     "300"]
+    # a pty of the size asked, through --console-socket
+    process.update(args=["stty", "size"], terminal=True, consoleSize={"height": 21, "width": 77})
+    (tmp_path / "p.json").write_text(json.dumps(process))
+    path = str(tmp_path / "console.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+    p = subprocess.Popen([*mc_cmd, "exec", "--process", str(tmp_path / "p.json"),
+                          "--console-socket", path, "ex"], stdin=subprocess.DEVNULL)
+    conn, _ = server.accept()
+    _, fds, _, _ = socket.recv_fds(conn, 1024, 1)
+    out = b""
+    deadline = time.monotonic() + 10
+    while b"\n" not in out and time.monotonic() < deadline:
+        try:
+            out += os.read(fds[0], 1024)
+        except OSError:
+            break
+    assert p.wait(timeout=10) == 0
+    os.close(fds[0])
+    conn.close()
+    server.close()
+    assert out.strip() == b"21 77"
+    assert mc("delete", "--force", "ex").returncode == 0

@@ -35,7 +35,8 @@ import prctl  # python-prctl: set_proctitle for the intermediate (see _intermedi
 from minicontainer.errors import BY_KIND, ContainerError
 from minicontainer.kernel import caps, syscalls  # noqa: F401  caps: prctl, before setns(mnt)
 from minicontainer.runtime import process, terminal
-from minicontainer.runtime.launch import FORWARDED_SIGNALS, _read_all, _report, _wait, check_env
+from minicontainer.runtime.launch import (FORWARDED_SIGNALS, _read_all, _report, _wait,
+                                          _winsize, check_env)
 from minicontainer.runtime.state import signal_process as _kill
 
 # The order of setns: mnt last of those joined at once (after it the host's files are out of
@@ -69,6 +70,8 @@ def exec_in(container, proc, security, detach: bool = False, pid_file: str | Non
             fds.append(cgroup_fd)
         hostname = (container.record.get("exec") or {}).get("hostname") or container.id[:12]
         winsize = terminal.terminal_size() if proc.terminal and not console_socket else None
+        if proc.terminal and proc.console_size:  # OCI process.consoleSize
+            winsize = _winsize(*proc.console_size)
         channel = terminal.MasterChannel() if proc.terminal else None
         err_r, err_w = os.pipe()  # both children -> runtime: why it failed; EOF at execve
         pid_r, pid_w = os.pipe()  # intermediate -> runtime: the pid of the process
