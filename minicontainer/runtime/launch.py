@@ -24,6 +24,9 @@ Three ways in, one sequence (`_spawn`):
                  and the child goes on to execve. It closes the error pipe when blocking,
                  which tells `create` that the container exists, and `create` exits 0.
 In the last two the container must outlive the process that made it: no PDEATHSIG at execve.
+An OCI config's hooks run at the points runtime/hooks.py names: prestart and createRuntime
+here in the runtime (the child stops for them once its mounts are made), createContainer
+and startContainer in the child.
 
 The parent imports little on purpose (see docs/run.md, "Why it is fast"): every module
 loaded here costs start-up time for every container.
