@@ -318,8 +318,9 @@ def _devices(linux: dict) -> tuple[list, list]:
         if kind is None:
             refuse(f"linux.devices {d.get('path')}", f"type {d.get('type')!r} (c, u, b, p)")
         path = os.path.normpath(d.get("path") or "")
-        if not path.startswith("/dev/"):
-            refuse(f"linux.devices {d.get('path')!r}", "a device node outside /dev")
+        if not path.startswith("/") or path == "/":
+            raise ContainerError(f"config.json: linux.devices path {d.get('path')!r} must be "
+                                 "absolute")  # and is resolved inside the root (rootfs.py)
         major, minor = (0, 0) if kind == "p" else (int(d["major"]), int(d["minor"]))
         nodes.append((path, kind, major, minor, int(d.get("fileMode", 0o666)) & 0o7777,
                       int(d.get("uid", 0)), int(d.get("gid", 0))))
