@@ -2,7 +2,7 @@
 real container (and from the host where it shows there): the five capability sets, groups,
 umask, oom_score_adj, rlimits, hooks at every stage with their state JSON, linux.cgroupsPath,
 FIFO devices, namespaces joined by path, domainname, consoleSize. The translation itself,
-and every refusal, is unit-tested in test_oci_unit.py."""
+and every refusal, is unit-tested in unit/test_oci_fields_translation.py."""
 from __future__ import annotations
 
 import json

@@ -157,6 +157,8 @@ def _intermediate(proc, security, namespaces, root, hostname, winsize, err_w, pi
         # /proc/PID/cmdline is readable by anyone, dumpable or not: the runtime's command line
         # (the host's paths to its interpreter, state root, bundle) is not the container's.
         prctl.set_proctitle("minicontainer exec")
+        if proc.oom_score_adj is not None:  # while /proc/self is ours (the fork inherits it)
+            process.set_oom_score_adj(proc.oom_score_adj)
         for ns in JOIN_ORDER:
             if ns in namespaces:
                 syscalls.setns(namespaces[ns], syscalls.NAMESPACE_FLAGS[ns])
@@ -188,8 +190,6 @@ def _intermediate(proc, security, namespaces, root, hostname, winsize, err_w, pi
             process.set_rlimits(proc.rlimits)
         if proc.umask is not None:
             os.umask(proc.umask)
-        if proc.oom_score_adj is not None:
-            process.set_oom_score_adj(proc.oom_score_adj)
         if "pid" in namespaces:
             syscalls.setns(namespaces["pid"], syscalls.CLONE_NEWPID)
             os.close(namespaces["pid"])

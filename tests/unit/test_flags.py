@@ -93,7 +93,9 @@ def test_defaults():
     assert spec.network == "none" and spec.namespaces == DEFAULT_NAMESPACES
     assert spec.mounts == [] and spec.ports == [] and spec.resources is None
     assert spec.security.no_new_privs is True and spec.security.privileged is False
-    assert "mknod" not in spec.security.capabilities
+    # docker's default set, CAP_MKNOD included, with docker's device allowlist to make it safe
+    assert "mknod" in spec.security.capabilities
+    assert spec.device_rules[0] == (False, "a", None, None, "rwm")
     assert spec.name is None and spec.hostname is None
 
 
@@ -201,8 +203,9 @@ def test_valid_names():
     (["--tmpfs", "/", "r", "c"], "invalid tmpfs mount"),
     (["--cap-add", "NOT_A_CAP", "r", "c"], "unknown capability 'NOT_A_CAP'"),
     (["--cap-drop", "CAP_BOGUS", "r", "c"], "unknown capability 'CAP_BOGUS'"),
-    (["--cap-add", "MKNOD", "r", "c"], "CAP_MKNOD is withheld"),
-    (["--cap-add", "ALL", "r", "c"], "CAP_MKNOD is withheld"),
+    (["--device", "/etc/hostname", "r", "c"], "/etc/hostname is not a device node"),
+    (["--device", "/dev/null:/tmp/null", "r", "c"], "must be under /dev"),
+    (["--device", "/dev/null:rwx", "r", "c"], "are not of r, w, m"),
     (["--security-opt", "seccomp=unconfined", "r", "c"], "unsupported --security-opt"),
     (["--security-opt", "no-new-privileges=maybe", "r", "c"], "unsupported --security-opt"),
 ])

@@ -255,7 +255,8 @@ def test_report_oom_kill_refused_forks_and_stats(tmp_path, capsys):
     assert "minicontainer:   pids peak       9" in err
 
 
-def test_release_removes_the_cgroup_and_its_empty_parent(tmp_path):
+def test_release_removes_the_cgroup_and_its_empty_parent(tmp_path, monkeypatch):
+    monkeypatch.setattr(cgroups, "_mounts", (str(tmp_path), {}))  # tmp_path plays cgroup2
     parent = tmp_path / "minicontainer-x"
     (parent / "c1").mkdir(parents=True)
     (parent / "c2").mkdir()
@@ -267,8 +268,10 @@ def test_release_removes_the_cgroup_and_its_empty_parent(tmp_path):
 
 
 def test_release_refuses_a_foreign_cgroup():
-    with pytest.raises(ContainerError, match="not a minicontainer cgroup"):
-        cgroups.release("/sys/fs/cgroup/system.slice")
+    with pytest.raises(ContainerError, match="not a cgroup under"):
+        cgroups.release("/etc/system.slice")
+    with pytest.raises(ContainerError, match="not a cgroup under"):
+        cgroups.release_parent("/etc/system.slice")
 
 
 def test_cgroupfs_errors_name_file_value_and_errno(tmp_path):
