@@ -50,7 +50,6 @@ KNOWN = {
     ("docker", "volume"): f"{_DOCKER}; {_MOUNTS}",
     ("docker", "user"): _DOCKER, ("docker", "exec"): _DOCKER,
     ("docker", "restart"): f"{_DOCKER}; {_ROOT}",
-    ("ctr", "volume"): _MOUNTS,
     ("podman", "run"): _PODMAN, ("podman", "top"): _PODMAN, ("podman", "pause"): _PODMAN,
     ("podman", "exec"): _PODMAN, ("podman", "user"): _PODMAN,
     ("podman", "volume"): f"{_PODMAN}; {_MOUNTS}",
