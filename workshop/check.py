@@ -2,7 +2,8 @@
 compare what they print with what the README says they print, literally.
     .venv/bin/python workshop/check.py            # every level
     .venv/bin/python workshop/check.py 03 05      # some levels
-Run as root from the repository. tests/test_workshop.py uses the same two functions.
+Run as root from the repository. tests/test_workshop.py uses the same two functions, and
+tests/test_docs.py the same parser (commands) and runner (execute) for docs/*.md.
 """
 import difflib
 import os
@@ -21,20 +22,35 @@ def blocks(level: str) -> list[tuple[str, str]]:
     with open(os.path.join(HERE, level, "README.md")) as f:
         text = f.read()
     section = text.split(SECTION, 1)[1].split("\n## ", 1)[0]
+    return [(command, output) for info, command, output in commands(section) if info == "console"]
+
+
+def commands(markdown: str) -> list[tuple[str, str, str]]:
+    """(fence info string, command, what follows it) for each `$ ` line of the fenced blocks,
+    in order. A command ending in `\\` continues on the next line, as in the shell."""
     found = []
-    for block in re.findall(r"^```console\n(.*?)^```", section, re.M | re.S):
+    for info, block in re.findall(r"^ *```(\w*)[^\n]*\n(.*?)^ *```", markdown, re.M | re.S):
         for chunk in re.split(r"^\$ ", block, flags=re.M)[1:]:
             command, _, output = chunk.partition("\n")
-            found.append((command, output))
+            while command.endswith("\\") and output:
+                more, _, output = output.partition("\n")
+                command += "\n" + more
+            found.append((info, command, output))
     return found
 
 
 def run(command: str, timeout: float = 300) -> str:
     """What `command` prints on a terminal (stdout and stderr together), run from the repository."""
+    return execute(command, timeout)[1]
+
+
+def execute(command: str, timeout: float = 300, env: dict | None = None) -> tuple[int, str]:
+    """`sh -c command` from the repository: its exit status and what it printed (stdout and
+    stderr together, as on a terminal)."""
     done = subprocess.run(["/bin/sh", "-c", command], cwd=REPO, stdin=subprocess.DEVNULL,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=timeout)
-    return done.stdout
+                          timeout=timeout, env=env)
+    return done.returncode, done.stdout
 
 
 def levels() -> list[str]:
