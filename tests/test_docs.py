@@ -9,9 +9,12 @@ The convention (CONTRIBUTING.md says it in one line):
 - ```` ```sh ```` blocks: the output varies (ids, pids, times); only the exit status is checked.
 - Every command must exit 0. A command meant to fail shows its status itself
   (`...; echo $?`), so the reader sees it too.
-- A command this host cannot run says so at the end of its line: `# needs a cgroup v2 host`,
-  `# needs a terminal`, ... It is not run, and `test_what_this_host_cannot_run` reports it as
-  skipped, naming it: never silently.
+- A command that needs what not every host has says so at the end of its line: `# needs a
+  terminal`, `# needs a cgroup v2 host`, ... Two such needs are decided by looking at the host:
+  `# needs a cgroup v2 host` (its cgroup2 has the memory, cpu and pids controllers) and
+  `# needs a hybrid cgroup host` (it has not); a command whose need this host meets runs with
+  the others. Any other need is never run here. What is not run, `test_what_this_host_cannot_run`
+  reports as skipped, naming the command: never silently.
 
 Each page runs in order, from the repository's top (so `./rootfs` works), each command in its
 own `sh -c` (a command stands alone: no shell variables or jobs carried between lines), with
@@ -35,6 +38,7 @@ import time
 import pytest
 
 from conftest import PYTHON, REPO, leftovers
+from minicontainer.kernel import cgroupfs
 
 sys.path.insert(0, os.path.join(REPO, "workshop"))
 import check  # noqa: E402
@@ -49,9 +53,16 @@ def page_commands(page: str) -> list[tuple[str, str, str]]:
         return check.commands(f.read())
 
 
+_V2 = cgroupfs.mounts()[0]
+V2_CONTROLLERS = _V2 is not None and {"memory", "cpu", "pids"} <= cgroupfs.controllers(_V2)
+MET = {"needs a cgroup v2 host": V2_CONTROLLERS, "needs a hybrid cgroup host": not V2_CONTROLLERS}
+
+
 def needs(command: str) -> str | None:
+    """What the command needs that this host does not give (None: run it)."""
     match = NEEDS.search(command)
-    return match.group(1).strip() if match else None
+    need = match.group(1).strip() if match else None
+    return None if MET.get(need) else need
 
 
 @pytest.fixture
