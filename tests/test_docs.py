@@ -49,6 +49,10 @@ NEEDS = re.compile(r"#\s*(needs\b[^#]*)$")
 TIMEOUT = 180  # a VM boot under TCG on a busy 2-core host takes several seconds
 
 
+# Pages that landed before this convention and are not in it yet: reported as skipped, by name.
+NOT_YET = {"docs/security.md": "its command blocks are not yet `$ ` lines (issue 12 item 4)"}
+
+
 def page_commands(page: str) -> list[tuple[str, str, str]]:
     with open(os.path.join(REPO, page)) as f:
         return check.commands(f.read())
@@ -99,8 +103,10 @@ def page_root(state_root, tmp_path):
     assert not problems, f"the page's state root kept: {problems}"
 
 
-@pytest.mark.parametrize("page", [p for p in PAGES if any(not needs(c) for _, c, _ in page_commands(p))])
+@pytest.mark.parametrize("page", [p for p in PAGES if p in NOT_YET or any(not needs(c) for _, c, _ in page_commands(p))])
 def test_page_commands_run_as_typed(page, page_root):
+    if page in NOT_YET:
+        pytest.skip(f"{page}: {NOT_YET[page]}")
     root, env = page_root
     failures = []
     for info, command, shown in page_commands(page):
@@ -128,6 +134,8 @@ def test_every_page_is_held_to_the_convention():
     """Command blocks are ```console or ```sh; a ```sh or ```console block without a `$ ` line
     would be a command nobody runs."""
     for page in PAGES:
+        if page in NOT_YET:
+            continue  # test_page_commands_run_as_typed reports it skipped
         with open(os.path.join(REPO, page)) as f:
             text = f.read()
         for info, block in re.findall(r"^ *```(\w*)[^\n]*\n(.*?)^ *```", text, re.M | re.S):
