@@ -14,8 +14,9 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # Build and run-time needs: Python with venv and headers, a C compiler for the cffi module and
-# python-prctl (libcap headers), iproute2 for the network tests, QEMU for `minicontainer vm`.
-packages="python3 python3-venv python3-dev gcc libc6-dev libffi-dev libcap-dev iproute2 nftables procps ca-certificates qemu-system-x86"
+# python-prctl (libcap headers), libseccomp (the seccomp filter, linked into the cffi module),
+# iproute2 for the network tests, QEMU for `minicontainer vm`.
+packages="python3 python3-venv python3-dev gcc libc6-dev libffi-dev libcap-dev libseccomp-dev iproute2 nftables procps ca-certificates qemu-system-x86"
 packages="$packages ${MINICONTAINER_EXTRA_PACKAGES:-}"
 missing=""
 for p in $packages; do

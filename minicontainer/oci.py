@@ -121,6 +121,12 @@ def to_spec(config: dict, bundle: str, cid: str, no_pivot: bool = False) -> Cont
     if domainname and not has_uts:
         raise ContainerError("config.json: domainname needs a uts namespace (new or joined)")
     process, security = to_process(config.get("process") or {}, for_exec=False)
+    # As given (what cannot be applied is refused here); none: unconfined, as runc
+    security.seccomp = linux.get("seccomp") or None
+    if security.seccomp is not None:
+        from minicontainer.runtime.seccomp_profile import check
+
+        check(security.seccomp)
     devices, device_rules = _devices(linux)
     mounts = _mounts(config.get("mounts") or [], bundle)
     spec = ContainerSpec(
@@ -144,9 +150,7 @@ def to_spec(config: dict, bundle: str, cid: str, no_pivot: bool = False) -> Cont
     return spec
 
 
-_WHY = {"seccomp": "no seccomp filter is installed here (podman: seccomp_profile = "
-                   "\"unconfined\" in containers.conf, or --security-opt seccomp=unconfined)",
-        "intelRdt": "no resctrl support", "personality": "not implemented",
+_WHY = {"intelRdt": "no resctrl support", "personality": "not implemented",
         "mountLabel": "no SELinux support", "timeOffsets": "no time namespace support",
         "memoryPolicy": "not implemented", "netDevices": "not implemented"}
 
@@ -519,6 +523,8 @@ def default_config(rootfs_path: str = "rootfs") -> dict:
 
 def features() -> dict:
     """`minicontainer features` (runc's command): what this runtime implements."""
+    from minicontainer.runtime import seccomp_profile
+
     return {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,
@@ -530,12 +536,12 @@ def features() -> dict:
             "namespaces": sorted(NAMESPACES),
             "capabilities": ["CAP_" + c.upper() for c in caps.all_names()],
             "cgroup": {"v1": False, "v2": True, "systemd": False, "systemdUser": False},
-            "seccomp": {"enabled": False},
+            "seccomp": seccomp_profile.features(),
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
         },
         "annotations": {"org.opencontainers.runtime-spec.features.minicontainer":
-                        "no user namespaces, no seccomp",
+                        "no user namespaces, no seccomp agent (SCMP_ACT_NOTIFY)",
                         # runc's key: clients read it before offering checkpoint/restore
                         "org.opencontainers.runc.checkpoint.enabled": "false"},
     }

@@ -90,10 +90,13 @@ class Security(_Record):
     """Capabilities kept (lower-case names without CAP_), no_new_privs, and privileged.
     sets: an OCI config's five sets {"bounding", "effective", "permitted", "inheritable",
     "ambient": frozenset of names}, applied as they are (kernel/caps.py sets_of); None: the
-    docker-like `capabilities` is bounding, effective and permitted at once."""
+    docker-like `capabilities` is bounding, effective and permitted at once. seccomp: the
+    profile (None: unconfined; "default": docker's; or a docker/OCI-format profile dict:
+    runtime/seccomp.py); new_keyring: whether the process gets a session keyring of its own."""
 
-    __slots__ = ("capabilities", "no_new_privs", "privileged", "sets")
-    _defaults = {"no_new_privs": True, "privileged": False, "sets": None}
+    __slots__ = ("capabilities", "no_new_privs", "privileged", "sets", "seccomp", "new_keyring")
+    _defaults = {"no_new_privs": True, "privileged": False, "sets": None, "seccomp": "default",
+                 "new_keyring": True}
 
 
 class Resources(_Record):

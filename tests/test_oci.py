@@ -141,7 +141,7 @@ def test_console_socket_receives_the_pty_master(mc, mc_cmd, rootfs, tmp_path):
 
 def test_refused_fields_are_named(mc, mc_cmd, rootfs, tmp_path):
     for field, value, words in (
-            ("linux", {"seccomp": {"defaultAction": "SCMP_ACT_ERRNO"}}, "linux.seccomp"),
+            ("linux", {"seccomp": {"defaultAction": "SCMP_ACT_NOTIFY"}}, "SCMP_ACT_NOTIFY"),
             ("linux", {"uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]},
              "uidMappings")):
         bundle = make_bundle(tmp_path, rootfs, ["true"])

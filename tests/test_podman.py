@@ -25,7 +25,6 @@ CONTAINERS_CONF = """\
 default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
 pids_limit = 0
 cgroups = "disabled"
-seccomp_profile = "unconfined"
 [engine]
 cgroup_manager = "cgroupfs"
 events_logger = "file"
@@ -184,4 +183,16 @@ def test_podman_memory_limit_is_refused_on_this_host(podman, state_root):
     assert "ran unlimited" not in r.stdout
     assert "cannot apply --memory" in r.stderr and "never ignores a limit" in r.stderr
     assert podman("ps", "-a", "-q").stdout == ""  # podman removed what it had made
+    assert runtime_state_gone(state_root)
+
+
+def test_podman_stock_seccomp_profile_is_applied(podman, state_root):
+    """podman sends its default seccomp profile in config.json (linux.seccomp): applied as
+    given; --security-opt seccomp=unconfined sends none."""
+    for opts, expected in (([], "Seccomp:\t2\n"), (["--security-opt", "seccomp=unconfined"],
+                                                   "Seccomp:\t0\n")):
+        r, _ = run_id(podman, "--rm", "--network", "none", *opts, "localhost/busybox",
+                      "grep", "Seccomp:", "/proc/self/status")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == expected
     assert runtime_state_gone(state_root)

@@ -15,7 +15,7 @@ VERB = Verb("create", "[--bundle DIR] [--pid-file F] [--console-socket S] [--pre
              ("--pid-file FILE", "write the container process's pid here"),
              ("--console-socket SOCKET", "send the pty master here (process.terminal)"),
              ("--no-pivot", "chroot instead of pivot_root"),
-             ("--no-new-keyring", "accepted; no keyring is made"),
+             ("--no-new-keyring", "keep the caller's session keyring instead of a new one"),
              ("--preserve-fds N", "the process keeps fds 3..3+N-1 (after LISTEN_FDS ones), "
               "as runc")],
             ["id"])
@@ -35,6 +35,7 @@ def main(args: list[str], root: str | None) -> int:
     bundle = os.path.abspath(opts["bundle"] or ".")
     spec, annotations = oci.load_bundle(bundle, cid, opts["no_pivot"])
     spec.process.preserve_fds = kept_fds(preserve, spec.process.env)
+    spec.security.new_keyring = not opts["no_new_keyring"]
     if spec.process.terminal and not opts["console_socket"]:
         raise ContainerError("process.terminal is set: --console-socket is required")
     if opts["console_socket"] and not spec.process.terminal:

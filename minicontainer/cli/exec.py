@@ -8,7 +8,9 @@ Without --process the command gets the container's own environment, user, workin
 capabilities and no_new_privs (from its record), changed by the flags given (runc's too:
 --cwd, --env, --user, --cap CAP to add one, --tty, --no-new-privs). With --process the file
 says it all, as with runc. --process-label and --apparmor are refused unless empty: this
-runtime applies no SELinux label nor AppArmor profile.
+runtime applies no SELinux label nor AppArmor profile. Either way the command gets the
+container's seccomp filter and, unless the container was created without one, a session
+keyring of its own.
 """
 from __future__ import annotations
 

@@ -37,9 +37,12 @@ Options:
       --chroot             teaching mode: chroot instead of pivot_root (see docs/run.md)
       --cap-add CAP        add a capability (or ALL)
       --cap-drop CAP       drop a capability (or ALL)
-      --privileged         keep every capability
+      --privileged         keep every capability, no seccomp filter
       --security-opt no-new-privileges[=true|false]
                            no_new_privs is on unless set to false here
+      --security-opt seccomp=unconfined|PROFILE.json
+                           no seccomp filter, or this docker/OCI-format profile instead of
+                           docker's default one (docs/security.md)
       --network MODE       none (default): a new network namespace with only lo;
                            host: the host's; bridge: a veth on the bridge, NAT, /etc/hosts;
                            container:NAME: join that running container's network namespace
@@ -235,13 +238,24 @@ def _security(opts: dict) -> Security:
     keep |= add - {"all"}
     keep = set() if "all" in drop else keep - drop
 
-    no_new_privs = True
+    no_new_privs, seccomp = True, "default"
     for opt in opts["security_opt"]:
         key, eq, value = opt.partition("=")
-        if key != "no-new-privileges" or value not in ("", "true", "false"):
-            raise UsageError(f"unsupported --security-opt {opt!r} (supported: no-new-privileges[=true|false])")
-        no_new_privs = value != "false"
-    return Security(capabilities=frozenset(keep), no_new_privs=no_new_privs, privileged=privileged)
+        if key == "seccomp" and value:
+            seccomp = value
+        elif key != "no-new-privileges" or value not in ("", "true", "false"):
+            raise UsageError(f"unsupported --security-opt {opt!r} (supported: "
+                             "no-new-privileges[=true|false], seccomp=unconfined|PROFILE.json)")
+        else:
+            no_new_privs = value != "false"
+    if privileged or seccomp == "unconfined":  # --privileged: no filter, as with docker
+        seccomp = None
+    elif seccomp != "default":  # a file, read and checked now: json only for this case
+        from minicontainer.runtime.seccomp_profile import load_file
+
+        seccomp = load_file(seccomp)
+    return Security(capabilities=frozenset(keep), no_new_privs=no_new_privs,
+                    privileged=privileged, seccomp=seccomp)
 
 
 def main(args: list[str], root: str | None) -> int:

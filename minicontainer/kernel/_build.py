@@ -109,6 +109,46 @@ ffibuilder.cdef(
     int mc_bpf_device_prog_load(const void *insns, unsigned int count, char *log,
                                 unsigned int log_size);
     int mc_bpf_device_attach(int cgroup_fd, int prog_fd);
+
+    /* ---- seccomp and keyrings (minicontainer/kernel/seccomp.py) ----
+       libseccomp compiles a profile to BPF once (the result is cached, see
+       runtime/seccomp.py); mc_seccomp_load installs such BPF with seccomp(2), which is all a
+       container start does. */
+    typedef void *scmp_filter_ctx;
+    enum scmp_compare { SCMP_CMP_NE, SCMP_CMP_LT, SCMP_CMP_LE, SCMP_CMP_EQ, SCMP_CMP_GE,
+                        SCMP_CMP_GT, SCMP_CMP_MASKED_EQ, ... };
+    struct scmp_arg_cmp { unsigned int arg; enum scmp_compare op; uint64_t datum_a;
+                          uint64_t datum_b; };
+    #define SCMP_ACT_KILL_PROCESS ...
+    #define SCMP_ACT_KILL_THREAD ...
+    #define SCMP_ACT_TRAP ...
+    #define SCMP_ACT_LOG ...
+    #define SCMP_ACT_ALLOW ...
+    #define SCMP_ACT_NOTIFY ...
+    #define MC_SCMP_ACT_ERRNO ...
+    #define MC_SCMP_ACT_TRACE ...
+    #define SCMP_FLTATR_CTL_NNP ...
+    #define SCMP_FLTATR_CTL_OPTIMIZE ...
+    #define SCMP_VER_MAJOR ...
+    #define SCMP_VER_MINOR ...
+    #define SCMP_VER_MICRO ...
+    #define SECCOMP_FILTER_FLAG_TSYNC ...
+    #define SECCOMP_FILTER_FLAG_LOG ...
+    #define SECCOMP_FILTER_FLAG_SPEC_ALLOW ...
+    #define KEYCTL_JOIN_SESSION_KEYRING ...
+
+    scmp_filter_ctx seccomp_init(uint32_t def_action);
+    void seccomp_release(scmp_filter_ctx ctx);
+    int seccomp_attr_set(scmp_filter_ctx ctx, int attr, uint32_t value);
+    uint32_t seccomp_arch_resolve_name(const char *arch_name);
+    uint32_t seccomp_arch_native(void);
+    int seccomp_arch_add(scmp_filter_ctx ctx, uint32_t arch_token);
+    int seccomp_syscall_resolve_name(const char *name);
+    int seccomp_rule_add_array(scmp_filter_ctx ctx, uint32_t action, int syscall,
+                               unsigned int arg_cnt, const struct scmp_arg_cmp *arg_array);
+    int seccomp_export_bpf(const scmp_filter_ctx ctx, int fd);
+    int mc_seccomp_load(const char *bpf, size_t len, unsigned int flags);
+    long mc_join_session_keyring(const char *name);
     """
 )
 
@@ -175,6 +215,11 @@ ffibuilder.set_source(
         }
         PyOS_BeforeFork();
         long pid = syscall(SYS_clone3, &args, sizeof args);
+        /* docker's seccomp profile answers clone3 with ENOSYS (its flags are out of a filter's
+           sight) so that libc falls back to clone, whose flags it checks: so do we, when
+           clone3 alone was not needed (exec's intermediate, filtered without no_new_privs). */
+        if (pid < 0 && errno == ENOSYS && cgroup_fd < 0)
+            pid = syscall(SYS_clone, (unsigned long)(flags | args.exit_signal), 0, 0, 0, 0);
         int saved = errno;
         if (pid == 0)
             PyOS_AfterFork_Child();
@@ -398,10 +443,42 @@ ffibuilder.set_source(
         attr.attach_flags = BPF_F_ALLOW_MULTI;
         return syscall(SYS_bpf, BPF_PROG_ATTACH, &attr, sizeof attr);
     }
+
+    /* ---- seccomp and keyrings (minicontainer/kernel/seccomp.py) ---- */
+    #include <seccomp.h>
+    #include <linux/filter.h>
+    #include <linux/keyctl.h>
+    #include <linux/seccomp.h>
+
+    /* SCMP_ACT_ERRNO(x) and SCMP_ACT_TRACE(x) are function-like macros: their bases, ORed
+       with the errno (or trace value) in Python. */
+    #define MC_SCMP_ACT_ERRNO SCMP_ACT_ERRNO(0)
+    #define MC_SCMP_ACT_TRACE SCMP_ACT_TRACE(0)
+    #ifndef SECCOMP_FILTER_FLAG_SPEC_ALLOW
+    #define SECCOMP_FILTER_FLAG_SPEC_ALLOW (1UL << 2)
+    #endif
+
+    /* Install BPF as made by seccomp_export_bpf: seccomp(2) rather than prctl, for the
+       flags (LOG, SPEC_ALLOW). Returns -1 and errno on failure. */
+    static int mc_seccomp_load(const char *bpf, size_t len, unsigned int flags)
+    {
+        struct sock_fprog prog;
+        prog.len = (unsigned short)(len / sizeof(struct sock_filter));
+        prog.filter = (struct sock_filter *)bpf;
+        return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &prog);
+    }
+
+    /* keyctl(KEYCTL_JOIN_SESSION_KEYRING, name): a new session keyring (NULL: anonymous),
+       so that the container does not share the one it was started from. */
+    static long mc_join_session_keyring(const char *name)
+    {
+        return syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name);
+    }
     """,
     # PyOS_BeforeFork and friends are not in the limited C API.
     py_limited_api=False,
     define_macros=[("_CFFI_NO_LIMITED_API", None)],
+    libraries=["seccomp"],  # libseccomp-dev: the seccomp block at the end
 )
 
 if __name__ == "__main__":

@@ -15,10 +15,12 @@ does, and is born with nothing of the host but the interpreter's image (docs/sec
                                    -t: a pty from the container's devpts
                                    user, env, rlimits, umask
                                    setns(pid), for its children only
+                                   a session keyring of its own
                                    drop privileges, chdir, find the command
                                    clone3(CLONE_PARENT) ───────────>  born a child of the
                                    write the child's pid, exit        runtime, in the container
     read the pid, reap the intermediate                               -t: session leader
+                                                                      the seccomp filter
     read the error pipe  <──── one line / EOF (execve) ─────────────  close_range, execve
     wait and relay (or, detached, leave it to whoever reaps orphans: conmon for podman)
 
@@ -34,7 +36,7 @@ import prctl  # python-prctl: set_proctitle for the intermediate (see _intermedi
 
 from minicontainer.errors import BY_KIND, ContainerError
 from minicontainer.kernel import caps, syscalls  # noqa: F401  caps: prctl, before setns(mnt)
-from minicontainer.runtime import process, terminal
+from minicontainer.runtime import process, seccomp, terminal
 from minicontainer.runtime.launch import (FORWARDED_SIGNALS, _read_all, _report, _wait,
                                           _winsize, check_env)
 from minicontainer.runtime.state import signal_process as _kill
@@ -53,6 +55,11 @@ def exec_in(container, proc, security, detach: bool = False, pid_file: str | Non
     if status not in ("created", "running"):
         raise ContainerError(f'cannot exec in container "{container.id}": it is {status}')
     check_env(proc.env)
+    # The container's seccomp profile and keyring choice, whoever asks (as runc), from its record
+    defaults = container.record.get("exec") or {}
+    security.seccomp = defaults.get("seccomp")
+    security.new_keyring = defaults.get("new_keyring", True)
+    seccomp_filter = seccomp.filter_for(security, container.store.root)  # BPF, cached
     pid = container.record["pid"]
     namespaces = _namespace_fds(pid)
     cgroup = next((v for k, v in container.owned() if k == "cgroup"), None)
@@ -81,7 +88,7 @@ def exec_in(container, proc, security, detach: bool = False, pid_file: str | Non
             os.close(err_r)
             os.close(pid_r)
             _intermediate(proc, security, namespaces, root, hostname, winsize, err_w, pid_w,
-                          channel, stdio)
+                          channel, stdio, seccomp_filter)
     finally:
         for fd in fds:
             os.close(fd)
@@ -149,7 +156,7 @@ def _namespace_fds(pid: int) -> dict[str, int]:
 
 
 def _intermediate(proc, security, namespaces, root, hostname, winsize, err_w, pid_w,
-                  channel, stdio=None) -> None:
+                  channel, stdio=None, seccomp_filter=None) -> None:
     """Never returns: enters the container but its pid namespace, then forks the process
     that runs the command there (see the module's docstring), or reports why not."""
     try:
@@ -193,6 +200,9 @@ def _intermediate(proc, security, namespaces, root, hostname, winsize, err_w, pi
         if "pid" in namespaces:
             syscalls.setns(namespaces["pid"], syscalls.CLONE_NEWPID)
             os.close(namespaces["pid"])
+        process.isolate_keyring(security)
+        # without no_new_privs now, while CAP_SYS_ADMIN is held; else in _visible, last
+        process.load_seccomp(seccomp_filter, security, late=False)
         process.drop_privileges(user, security)
         try:
             os.chdir(proc.cwd or "/")
@@ -203,7 +213,7 @@ def _intermediate(proc, security, namespaces, root, hostname, winsize, err_w, pi
         child = syscalls.fork(syscalls.CLONE_PARENT)
         if child == 0:
             os.close(pid_w)
-            _visible(path, proc, env, slave, err_w)
+            _visible(path, proc, env, slave, err_w, security, seccomp_filter)
         os.write(pid_w, str(child).encode())
         os._exit(0)
     except ContainerError as e:
@@ -215,11 +225,12 @@ def _intermediate(proc, security, namespaces, root, hostname, winsize, err_w, pi
     os._exit(125)
 
 
-def _visible(path, proc, env, slave, err_w) -> None:
+def _visible(path, proc, env, slave, err_w, security, seccomp_filter) -> None:
     """The process in the container, from its birth to execve. Never returns."""
     try:
         if slave is not None:
             terminal.become_session_leader(slave)
+        process.load_seccomp(seccomp_filter, security, late=True)
         process.exec_command(path, proc.args, env, proc.preserve_fds)
     except ContainerError as e:
         _report(err_w, type(e).__name__, str(e))

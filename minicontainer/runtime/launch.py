@@ -9,7 +9,8 @@
                                               unshare mnt, uts, ipc, net, cgroup
                                               overlay root, /proc, /dev, /sys, volumes
                                               hostname, lo up, pivot_root, masked paths
-                                              user, capabilities, no_new_privs
+                                              session keyring, user, capabilities,
+                                              no_new_privs, seccomp filter
     read the error pipe  <──  one line  ──    on failure: kind + message, exit
                          <──   EOF     ──     on success: execve closes the pipe
     forward signals / relay the terminal
@@ -40,7 +41,7 @@ import _signal  # the C module under `signal`, which would import enum (~3 ms) o
 
 from minicontainer.errors import BY_KIND, ContainerError, UsageError
 from minicontainer.kernel import syscalls
-from minicontainer.runtime import cgroups, process, rootfs
+from minicontainer.runtime import cgroups, process, rootfs, seccomp
 from minicontainer.runtime.state import StateStore, signal_process as _kill
 
 # Signals the runtime passes on to the container, as docker does.
@@ -150,6 +151,7 @@ def _spawn(spec, container, how: _How, unblocked=None):
     """Fork the container's first process and see it through its set-up; returns its pid,
     the pty master (-t) and the pipe end whose closing tells the child its runtime is gone.
     On failure the child is reaped and the error it reported is raised."""
+    seccomp_filter = seccomp.filter_for(spec.security, container.store.root)  # BPF, cached
     container.cgroup = cgroups.create(spec, container)  # limits in place before the child joins
     hostname = spec.hostname or container.id[:12]
     if spec.process.terminal:
@@ -185,7 +187,7 @@ def _spawn(spec, container, how: _How, unblocked=None):
         if ready_r is not None:
             os.close(ready_r)
         _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console, how,
-               unblocked)
+               unblocked, seccomp_filter)
 
     os.close(err_w)
     os.close(alive_r)
@@ -382,7 +384,8 @@ def exec_defaults(spec) -> dict:
     sec = spec.security
     out = {"env": spec.process.env, "user": spec.process.user, "cwd": spec.process.cwd,
            "hostname": spec.hostname, "capabilities": sorted(sec.capabilities),
-           "no_new_privs": sec.no_new_privs, "privileged": sec.privileged}
+           "no_new_privs": sec.no_new_privs, "privileged": sec.privileged,
+           "seccomp": sec.seccomp, "new_keyring": sec.new_keyring}
     if sec.sets is not None:
         out["capability_sets"] = {kind: sorted(names) for kind, names in sec.sets.items()}
     if spec.process.groups is not None:
@@ -456,7 +459,7 @@ def _fork(spec, cgroup: str | None) -> int:
 
 
 def _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console, how,
-           unblocked) -> None:
+           unblocked, seccomp_filter) -> None:
     """Everything between fork and execve, in the order of docs/run.md. Never returns.
 
     After switch_root the host's Python library is out of reach: every module this function
@@ -561,6 +564,8 @@ def _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console,
             process.set_oom_score_adj(spec.process.oom_score_adj)
         if not how.foreground:
             syscalls.prctl(syscalls.PR_SET_PDEATHSIG, 0)  # outlive whoever made us
+        process.isolate_keyring(spec.security)
+        process.load_seccomp(seccomp_filter, spec.security, late=False)
         process.drop_privileges(user, spec.security)
         os.chdir(cwd)  # fchdir: no path lookup after the one inside the root
         os.close(cwd)
@@ -570,6 +575,7 @@ def _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console,
             err_w = -1
             _wait_for_start(fifo, spec.hooks.get("startContainer"),
                             start_state if spec.hooks else None)
+        process.load_seccomp(seccomp_filter, spec.security, late=True)  # --init: both filtered
         if spec.process.init:
             _run_as_init(path, spec.process.args, env, err_w, slave is not None, unblocked)
         _signal.pthread_sigmask(_signal.SIG_SETMASK, unblocked)  # see _spawn

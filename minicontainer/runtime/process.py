@@ -4,12 +4,14 @@ container's (/etc/passwd, /etc/group, $PATH), never the host's.
 """
 from __future__ import annotations
 
+import errno
 import os
 
 import _signal  # not `signal`, which imports enum (~3 ms) on the start-up path
 
 from minicontainer.errors import CannotExecute, CommandNotFound, ContainerError
 from minicontainer.kernel import caps, syscalls
+from minicontainer.kernel import seccomp as kseccomp
 from minicontainer.spec import DEFAULT_PATH
 
 
@@ -139,6 +141,25 @@ def set_oom_score_adj(value: int) -> None:
             f.write(str(value))
     except OSError as e:
         raise ContainerError(f"cannot set oom_score_adj to {value}: {e.strerror}") from None
+
+
+def isolate_keyring(security) -> None:
+    """A new, empty session keyring (as runc): the one inherited from whoever started the
+    runtime may hold its keys. A kernel without keyrings has nothing to isolate."""
+    if security.new_keyring:
+        try:
+            kseccomp.join_session_keyring()
+        except OSError as e:
+            if e.errno != errno.ENOSYS:
+                raise
+
+
+def load_seccomp(seccomp_filter, security, late: bool) -> None:
+    """Install the filter (runtime/seccomp.py: (BPF, flags), or None). As runc: with
+    no_new_privs, as late as can be, just before execve (late=True); without it the kernel
+    wants CAP_SYS_ADMIN for this, so before the capabilities are dropped (late=False)."""
+    if seccomp_filter is not None and late == security.no_new_privs:
+        kseccomp.load(*seccomp_filter)
 
 
 def set_rlimits(rlimits) -> None:
