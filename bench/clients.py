@@ -9,7 +9,8 @@ runtime) and podman (podman -> conmon -> runtime). The runtime's share is the di
 between the two columns. Rounds are interleaved: each round runs every client with every
 runtime once, in an order that alternates, so that a busy moment of this shared machine hits
 both runtimes alike. We print medians, the spread (lowest-highest) and minicontainer's median
-divided by runc's.
+divided by runc's, with the spread of the per-round ratios (each round times both runtimes
+back to back), and the load average before and after, since the machine is shared.
 
 Where: the clients come from Debian (installed when missing) and run as tests/test_clients.py
 runs them (minicontainer/testing/clients.py): each daemon with its own state, data and
@@ -59,13 +60,15 @@ def main() -> int:
     try:
         docker_save_tarball(opts.rootfs, c.image)
         commands = setup(c, clients_wanted)
+        load = [_loadavg()]
         times = measure(commands, opts.rounds)
+        load.append(_loadavg())
     finally:
         c.stop()
         for left in remove_client_cgroups("/sys/fs/cgroup", cgroups_before):
             print(f"left behind, still in use: {left}", file=sys.stderr)
         subprocess.run(["rm", "-rf", work], check=False)
-    report(times, opts)
+    report(times, opts, load)
     return 0
 
 
@@ -117,10 +120,11 @@ def measure(commands: dict, rounds: int) -> dict:
     return times
 
 
-def report(times: dict, opts) -> None:
+def report(times: dict, opts, load: list[str]) -> None:
     print(f"bench/clients.py --rounds {opts.rounds} --clients {opts.clients}: "
-          f"`CLIENT run --rm {IMAGE} /bin/true`, wall time in ms, median (lowest-highest)")
-    print(f"{'client':8} {'runc':>22} {'minicontainer':>22} {'minicontainer/runc':>19}")
+          f"`CLIENT run --rm {IMAGE} /bin/true`, wall time in ms, median (lowest-highest); "
+          f"load average {load[0]} before, {load[1]} after")
+    print(f"{'client':8} {'runc':>22} {'minicontainer':>22} {'minicontainer/runc':>24}")
     clients = dict.fromkeys(k[0] for k in times)
     for client in clients:
         cells, medians = [], []
@@ -133,11 +137,21 @@ def report(times: dict, opts) -> None:
             else:
                 medians.append(None)
                 cells.append("failed")
-        ratio = f"{medians[1] / medians[0]:.2f}" if None not in medians else "-"
-        print(f"{client:8} {cells[0]:>22} {cells[1]:>22} {ratio:>19}")
+        ratio = "-"
+        if None not in medians:  # the same index is the same round: a ratio per round
+            per_round = [m / r for r, m in zip(times[client, "runc"],
+                                                 times[client, "minicontainer"])]
+            ratio = (f"{medians[1] / medians[0]:.2f} "
+                     f"({min(per_round):.2f}-{max(per_round):.2f})")
+        print(f"{client:8} {cells[0]:>22} {cells[1]:>22} {ratio:>24}")
     for (client, rt), t in times.items():
         if isinstance(t, str):
             print(f"  {client} with {rt} failed: {t[:300]}")
+
+
+def _loadavg() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
 
 
 def _ok(r: subprocess.CompletedProcess) -> None:

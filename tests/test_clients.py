@@ -17,8 +17,8 @@ all read. minicontainer is given to the clients as a runtime binary: a small scr
 this checkout with the venv's interpreter. The set-up itself is shared with bench/clients.py:
 minicontainer/testing/clients.py.
 
-Scenarios blocked on OCI fields that minicontainer does not apply yet (issue 10) are expected
-failures for minicontainer only (KNOWN); runc must pass them all.
+Every scenario must pass with minicontainer as it does with runc: there is no list of
+expected failures.
 """
 from __future__ import annotations
 
@@ -37,34 +37,6 @@ from minicontainer.testing.clients import (IMAGE, RUNC, Clients, cgroup_children
 V2_HOST = "/sys/fs/cgroup/unified"  # the namespace's /sys/fs/cgroup, seen from the host
 
 pytestmark = pytest.mark.parametrize("runtime", ["runc", "minicontainer"])
-
-# (client, scenario) -> the OCI fields minicontainer does not apply yet, in the order its
-# create (or exec) refuses them for that client; found by removing each field in turn from
-# what the client sends. Remove an entry once they are in (run with -rxX to see XPASS).
-_DOCKER = "linux.seccomp"
-_PODMAN = "linux.seccomp (stock profile)"
-_MOUNTS = "config.json mounts applied (the bind mount is missing inside)"
-_ROOT = "bundle root semantics (writes reach root.path, so they outlive the process)"
-KNOWN = {
-    ("docker", "run"): _DOCKER, ("docker", "top"): _DOCKER, ("docker", "pause"): _DOCKER,
-    ("docker", "volume"): f"{_DOCKER}; {_MOUNTS}",
-    ("docker", "user"): _DOCKER, ("docker", "exec"): _DOCKER,
-    ("docker", "restart"): f"{_DOCKER}; {_ROOT}",
-    ("podman", "run"): _PODMAN, ("podman", "top"): _PODMAN, ("podman", "pause"): _PODMAN,
-    ("podman", "exec"): _PODMAN, ("podman", "user"): _PODMAN,
-    ("podman", "volume"): f"{_PODMAN}; {_MOUNTS}",
-    ("podman", "restart"): f"{_PODMAN}; {_ROOT}",
-}
-
-
-@pytest.fixture(autouse=True)
-def _known_failures(request):
-    runtime = request.node.callspec.params.get("runtime")
-    client, _, scenario = request.node.originalname.removeprefix("test_").partition("_")
-    reason = KNOWN.get((client, scenario))
-    if runtime == "minicontainer" and reason:
-        request.node.add_marker(pytest.mark.xfail(reason=f"needs {reason} (issue 10)",
-                                                  strict=False))
 
 
 # --- set-up ---------------------------------------------------------------------------------
