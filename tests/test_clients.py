@@ -29,32 +29,40 @@ import time
 
 import pytest
 
-from minicontainer.testing.clients import (IMAGE, RUNC, Clients, cgroup_children,
+from minicontainer.testing.clients import (IMAGE, PARENTS, RUNC, Clients, cgroup_children,
                                            docker_save_tarball, ensure_packages, host_daemons,
-                                           namespace_script, remove_client_cgroups,
-                                           runtime_wrapper)
+                                           lifeline_script, namespace_script,
+                                           remove_client_cgroups, runtime_wrapper)
 
 V2_HOST = "/sys/fs/cgroup/unified"  # the namespace's /sys/fs/cgroup, seen from the host
 
-pytestmark = pytest.mark.parametrize("runtime", ["runc", "minicontainer"])
+
+
+@pytest.fixture(params=["runc", "minicontainer"])
+def runtime(request) -> str:
+    """Every client scenario runs with runc and with minicontainer."""
+    return request.param
 
 
 # --- set-up ---------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def world(rootfs, state_root):
-    """The namespace (a holder process sleeps in it), the work directory, the image, the
-    runtimes; the daemons are started by the fixtures of the clients that need them."""
+    """The namespace (a holder process waits in it: the lifeline), the work directory, the
+    image, the runtimes; the daemons are started by the fixtures of the clients that need them."""
     ensure_packages()
     assert not host_daemons(), "dockerd or containerd runs on the host"
     before = cgroup_children(V2_HOST)
     made_run_containerd = not os.path.exists("/run/containerd")
     os.makedirs("/run/containerd", exist_ok=True)  # a mount point, for the namespace's tmpfs
     work = tempfile.mkdtemp(prefix="mcc-", dir="/tmp")
+    # the holder is also the lifeline: when this process dies, however, the pipe on its stdin
+    # closes and it kills and removes what the clients left (lifeline_script)
     holder = subprocess.Popen(
         ["unshare", "--mount", "--net", "--propagation", "private", "sh", "-c",
-         namespace_script("echo ready && exec sleep infinity")], stdout=subprocess.PIPE,
-        text=True)
+         namespace_script("echo ready && " + lifeline_script(
+             work, sorted(set(PARENTS) - before)))],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     clients = None
     try:
         assert holder.stdout.readline().strip() == "ready", "cannot make the namespace"
@@ -114,6 +122,55 @@ def podman(world):
     ok(pm("load", "-i", world.image))
     yield pm
     pm("rm", "-af", "-t", "0")
+
+
+def test_lifeline_cleans_up_after_its_caller_dies():
+    """What the holder does when pytest is killed (its stdin pipe closes): a process in the
+    namespace, a process in a client's cgroup, a mount under the work directory, all gone,
+    and the directory and the cgroup with them. (The whole module killed mid-run was also
+    seen to leave nothing: the same script, with dockerd, containerd, shims and containers.)"""
+    work = tempfile.mkdtemp(prefix="mcc-", dir="/tmp")
+    group = "mctest-lifeline"
+    assert not os.path.exists(f"{V2_HOST}/{group}")
+    os.makedirs("/run/containerd", exist_ok=True)  # as the world fixture: a mount point
+    holder = subprocess.Popen(
+        ["unshare", "--mount", "--net", "--propagation", "private", "sh", "-c", namespace_script(
+            f"mkdir {work}/m && mount -t tmpfs t {work}/m && mkdir /sys/fs/cgroup/{group} && "
+            "{ sleep 1000 & } && sh -c 'echo $$ > /sys/fs/cgroup/" + group + "/cgroup.procs "
+            "&& exec sleep 1000' & echo ready && " + lifeline_script(work, [group]))],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        assert wait_for(lambda: _read(f"{V2_HOST}/{group}/cgroup.procs").strip())
+        ns = os.readlink(f"/proc/{holder.pid}/ns/mnt")
+        inside = [p for p in filter(str.isdigit, os.listdir("/proc"))
+                  if _mnt_ns(p) == ns and int(p) != holder.pid]
+        assert inside  # the first sleep
+        holder.stdin.close()  # as when the caller dies: end of file on the holder's stdin
+        assert holder.wait(timeout=15) == 0
+        # killed; reaped (a zombie until then) once init has adopted it
+        assert wait_for(lambda: not [p for p in inside if _mnt_ns(p) == ns]), inside
+        assert not os.path.exists(work)
+        assert not os.path.exists(f"{V2_HOST}/{group}")
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _mnt_ns(pid: str) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:
+        return None
 
 
 def ok(r: subprocess.CompletedProcess) -> str:

@@ -9,6 +9,7 @@ process is already inside one, as the benchmark is). That place must have a cgro
 and its own network namespace; see namespace_script().
 
     ensure_packages()                  the clients from Debian, when missing
+    lifeline_script(work, parents)     the holder's script: nothing outlives a killed caller
     remove_client_cgroups(root, before) what they leave in the cgroup2 root
     runtime_wrapper(path, state_root)  this checkout's minicontainer as a runtime binary
     docker_save_tarball(rootfs, path)  the image every client loads
@@ -57,6 +58,27 @@ def namespace_script(then: str) -> str:
     return ("mount -t tmpfs cgroupfs /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup "
             "&& mount -t tmpfs -o mode=0711 containerd /run/containerd && ip link set lo up "
             f"&& {then}")
+
+
+def lifeline_script(work: str, parents: list[str]) -> str:
+    """The sh script a holder process runs in the namespace so that nothing outlives its
+    caller, however the caller dies (a killed or timed-out pytest too): it reads its stdin, a
+    pipe whose other end only the caller holds, and at end of file kills every process in its
+    mount namespace (daemons, shims, conmon, CLIs) and, with cgroup.kill, the containers in the
+    clients' cgroup `parents` (those it made); then unmounts what is left under `work`,
+    removes it and the emptied cgroups. A caller that cleans up itself SIGKILLs the holder."""
+    groups = " ".join(f"/sys/fs/cgroup/{p}" for p in parents)
+    return (
+        "read _; me=$(readlink /proc/$$/ns/mnt); "
+        "for p in /proc/[0-9]*; do pid=${p#/proc/}; [ $pid != $$ ] && "
+        '[ "$(readlink $p/ns/mnt 2>/dev/null)" = "$me" ] && kill -9 $pid 2>/dev/null; done; '
+        f"for g in {groups}; do [ -e $g/cgroup.kill ] && echo 1 > $g/cgroup.kill; done; "
+        "sleep 1; "
+        f"awk '$5 ~ \"^{work}/\" {{print $5}}' /proc/self/mountinfo | sort -r | "
+        "xargs -r -n1 umount -l; "
+        f"rm -rf {work}; "
+        f"for g in {groups}; do [ -d $g ] && find $g -depth -type d -exec rmdir {{}} +; done; "
+        "true")
 
 
 def cgroup_children(root: str) -> set[str]:
