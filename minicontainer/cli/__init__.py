@@ -1,6 +1,6 @@
 """The command line: global options, then one module per verb (crun's layout).
 
-    minicontainer [--root DIR] [--trace] [--log FILE] [--log-format text|json] VERB ...
+    minicontainer [--root DIR] [--trace[=json]] [--log FILE] [--log-format text|json] VERB ...
 
 Errors end here: one line on stderr, and the exit code of the error's kind (errors.py).
 No argparse: it costs ~8 ms to import, which every container start would pay.
@@ -15,7 +15,7 @@ from minicontainer.cli import flags
 from minicontainer.errors import ContainerError, UsageError
 
 USAGE = """\
-Usage: minicontainer [--root DIR] [--trace] COMMAND ...
+Usage: minicontainer [--root DIR] [--trace[=json]] COMMAND ...
 
 Commands:
   run [OPTIONS] ROOTFS COMMAND [ARG...]   run a command in a new container
@@ -48,7 +48,8 @@ OCI runtime interface, as runc's (podman --runtime $(command -v minicontainer)):
 
 Global options:
   --root DIR    where runtime state lives (default /run/minicontainer)
-  --trace       narrate every syscall of the launch on stderr
+  --trace       narrate every syscall of the launch on stderr (--trace=json: one
+                JSON object per line, for tools)
   --log FILE    also write errors to FILE (as runc: engines read it)
   --log-format text|json
   --version     print the version
@@ -106,6 +107,7 @@ GLOBAL_FLAGS = {
 
 
 def _dispatch(args: list[str]) -> int:
+    args, how = _trace_form(args)
     opts, args = flags.parse(args, GLOBAL_FLAGS, go_style=True)
     if opts.get("help"):
         sys.stdout.write(USAGE)
@@ -113,8 +115,9 @@ def _dispatch(args: list[str]) -> int:
     if opts.get("version"):
         sys.stdout.write(f"minicontainer version {__version__}\n")
         return 0
-    if opts.get("trace") or os.environ.get("MINICONTAINER_TRACE"):  # the same switch
-        _trace_on()
+    env = os.environ.get("MINICONTAINER_TRACE")  # the same switch (=json: --trace=json)
+    if opts.get("trace") or env:
+        _trace_on(how or ("json" if env == "json" else "text"))
     _log["path"] = opts.get("log")
     _log["format"] = opts.get("log_format", "text")
     if _log["format"] not in ("text", "json"):
@@ -148,10 +151,25 @@ def _dispatch(args: list[str]) -> int:
         return 0  # VERB --help: printed
 
 
-def _trace_on() -> None:
+def _trace_form(args: list[str]) -> tuple[list[str], str | None]:
+    """--trace=json (or =text) among the global options: the form, and the args with a plain
+    --trace in its place (flags.parse takes only true/false after a switch's `=`)."""
+    args, i = list(args), 0
+    while i < len(args) and args[i].startswith("-") and args[i] != "--":
+        name, _, value = args[i].partition("=")
+        if name in ("--trace", "-trace") and value.lower() not in ("", "true", "t", "1", "false", "f", "0"):
+            args[i] = "--trace"
+            return args, value
+        i += 2 if GLOBAL_FLAGS.get(name, ("", False))[1] and not value else 1
+    return args, None
+
+
+def _trace_on(how: str) -> None:
     from minicontainer.kernel import trace
 
-    trace.set_enabled(True)
+    if how not in ("text", "json"):
+        raise UsageError(f"unknown --trace={how} (text or json)")
+    trace.set_enabled(True, how)
 
 
 def _say(message: str) -> None:

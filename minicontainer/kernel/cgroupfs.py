@@ -60,17 +60,27 @@ def read(path: str) -> str:
 
 def write(path: str, value: str) -> None:
     """One write(2) of `value`: cgroupfs parses each write as one command."""
-    trace.line(f"cgroupfs write {path} <- {value!r}")
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
     except OSError as e:
+        _traced("write", (path, value), e.errno)
         raise CgroupError("write", path, e.errno, value) from None
     try:
         os.write(fd, value.encode())
     except OSError as e:
+        _traced("write", (path, value), e.errno)
         raise CgroupError("write", path, e.errno, value) from None
     finally:
         os.close(fd)
+    _traced("write", (path, value))
+
+
+def _traced(call: str, args: tuple, err: int = 0) -> None:
+    """Narrate one cgroupfs operation as the call it is (kernel/trace.py)."""
+    if trace.enabled:
+        import errno
+
+        trace.call(call, args, -1 if err else 0, errno.errorcode.get(err) if err else None)
 
 
 def controllers(cgroup: str) -> set[str]:
@@ -108,11 +118,12 @@ def single(path: str) -> int | None:
 
 
 def mkdir(cgroup: str) -> None:
-    trace.line(f"cgroupfs mkdir {cgroup}")
     try:
         os.mkdir(cgroup)
     except OSError as e:
+        _traced("mkdir", (cgroup,), e.errno)
         raise CgroupError("mkdir", cgroup, e.errno) from None
+    _traced("mkdir", (cgroup,))
 
 
 def join(cgroup: str, pid: int = 0) -> None:

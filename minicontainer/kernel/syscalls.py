@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import os
 
+import _signal  # the C module under `signal` (which would import enum): the signals' numbers
+
 from minicontainer.kernel import trace
 from minicontainer.kernel._kernel import ffi, lib
 
@@ -53,6 +55,9 @@ PR_SET_DUMPABLE = lib.PR_SET_DUMPABLE
 
 # clone3: the child's parent is our parent (exec's visible child belongs to the runtime)
 CLONE_PARENT = lib.CLONE_PARENT
+# clone3: the child starts in the cgroup given by fd (linux/sched.h). mc_fork (_build.py) sets
+# it itself when given a cgroup fd; named here so that the trace can say so.
+CLONE_INTO_CGROUP = 0x200000000
 CLOSE_RANGE_CLOEXEC = lib.CLOSE_RANGE_CLOEXEC
 PR_CAP_AMBIENT_RAISE = lib.PR_CAP_AMBIENT_RAISE
 PR_CAPBSET_READ = lib.PR_CAPBSET_READ
@@ -71,6 +76,7 @@ NAMESPACE_FLAGS = {
 
 _CLONE_NAMES = {v: f"CLONE_NEW{k.upper() if k != 'mnt' else 'NS'}" for k, v in NAMESPACE_FLAGS.items()}
 _CLONE_NAMES[CLONE_PARENT] = "CLONE_PARENT"
+_CLONE_NAMES[CLONE_INTO_CGROUP] = "CLONE_INTO_CGROUP"
 _MOUNT_NAMES = {MS_RDONLY: "MS_RDONLY", MS_NOSUID: "MS_NOSUID", MS_NODEV: "MS_NODEV",
                 MS_NOEXEC: "MS_NOEXEC", MS_REMOUNT: "MS_REMOUNT", MS_BIND: "MS_BIND",
                 MS_MOVE: "MS_MOVE", MS_REC: "MS_REC", MS_PRIVATE: "MS_PRIVATE",
@@ -80,7 +86,16 @@ _PRCTL_NAMES = {PR_SET_PDEATHSIG: "PR_SET_PDEATHSIG", PR_SET_NO_NEW_PRIVS: "PR_S
                 PR_CAP_AMBIENT: "PR_CAP_AMBIENT", PR_SET_KEEPCAPS: "PR_SET_KEEPCAPS",
                 PR_SET_CHILD_SUBREAPER: "PR_SET_CHILD_SUBREAPER", PR_SET_DUMPABLE: "PR_SET_DUMPABLE",
                 PR_CAPBSET_DROP: "PR_CAPBSET_DROP", PR_CAPBSET_READ: "PR_CAPBSET_READ"}
-# (call, argument index) -> how to spell that argument in a trace
+_PRCTL_NAMES[PR_GET_NO_NEW_PRIVS] = "PR_GET_NO_NEW_PRIVS"
+# The signals a trace may show by name (PR_SET_PDEATHSIG's); 0 is "none".
+_SIGNAL_NAMES = {0: "0", _signal.SIGKILL: "SIGKILL", _signal.SIGTERM: "SIGTERM",
+                 _signal.SIGINT: "SIGINT", _signal.SIGHUP: "SIGHUP", _signal.SIGQUIT: "SIGQUIT"}
+_PRCTL_ARG2 = {PR_SET_PDEATHSIG: _SIGNAL_NAMES,
+               PR_CAP_AMBIENT: {PR_CAP_AMBIENT_CLEAR_ALL: "PR_CAP_AMBIENT_CLEAR_ALL"}}
+_OPEN_NAMES = {getattr(os, n): n for n in (
+    "O_CREAT", "O_EXCL", "O_NOCTTY", "O_TRUNC", "O_APPEND", "O_NONBLOCK", "O_DIRECTORY",
+    "O_NOFOLLOW", "O_CLOEXEC", "O_PATH")}
+# (call, argument index) -> how to spell that argument in a trace: {bit: name}, or a function
 _FLAG_ARGS = {("unshare", 0): _CLONE_NAMES, ("clone3", 0): _CLONE_NAMES,
               ("setns", 1): _CLONE_NAMES, ("mount", 3): _MOUNT_NAMES,
               ("umount2", 1): _UMOUNT_NAMES, ("prctl", 0): _PRCTL_NAMES,
@@ -112,32 +127,67 @@ def _show(value) -> str:
     return repr(value)
 
 
-def _flag_names(value: int, names: dict[int, str]) -> str:
-    parts = [n for bit, n in names.items() if value & bit]
-    rest = value & ~sum(bit for bit in names if value & bit)
+def _flag_names(value: int, names: dict[int, str]) -> trace.Name:
+    """`value` as NAME|NAME|0xrest; a name of several bits (MOUNT_ATTR__ATIME) takes them
+    only all together, and first, so their single-bit names are not shown as well."""
+    parts, rest = [], value
+    for bits, name in names.items():
+        if bits and rest & bits == bits:
+            parts.append(name)
+            rest &= ~bits
     if rest:
         parts.append(hex(rest))
-    return "|".join(parts) or "0"
+    return trace.Name("|".join(parts) or "0")
+
+
+def _open_flags(value: int) -> trace.Name:
+    names = _flag_names(value & ~3, _OPEN_NAMES)
+    if value & os.O_PATH:
+        return names
+    access = ("O_RDONLY", "O_WRONLY", "O_RDWR", "0x3")[value & 3]
+    return trace.Name(access if names == "0" else f"{access}|{names}")
+
+
+def _spell(name: str, args: tuple) -> list:
+    """The arguments of a call as a trace shows them: flags and constants by name."""
+    if name == "prctl":  # the meaning of arg2 depends on the option; trailing zeros dropped
+        option, arg2, arg3 = args
+        spell = _PRCTL_ARG2.get(option)
+        return [trace.Name(_PRCTL_NAMES.get(option, str(option))),
+                trace.Name(spell.get(arg2, str(arg2))) if spell else arg2] + ([arg3] if arg3 else [])
+    if name == "clone3":  # the C helper adds CLONE_INTO_CGROUP when given a cgroup fd
+        flags, fd = args
+        if fd < 0:
+            return [_flag_names(flags, _CLONE_NAMES)]
+        try:
+            where = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # a recorded call in a unit test may name no real fd
+            where = str(fd)
+        return [_flag_names(flags | CLONE_INTO_CGROUP, _CLONE_NAMES),
+                trace.Name(f"cgroup={trace.short_ids(where)}")]
+    shown = []
+    for i, a in enumerate(args):
+        spell = _FLAG_ARGS.get((name, i))
+        if spell is None or not isinstance(a, int):
+            shown.append(a)
+        else:
+            shown.append(spell(a) if callable(spell) else _flag_names(a, spell))
+    return shown
 
 
 def _trace(name: str, rc: int, args: tuple, err: int) -> None:
     """One line per call, flags spelled out, so `--trace` reads like the docs."""
-    shown = []
-    for i, a in enumerate(args):
-        names = _FLAG_ARGS.get((name, i))
-        if names is None or not isinstance(a, int):
-            shown.append(_show(a))
-        elif names is _PRCTL_NAMES:
-            shown.append(names.get(a, str(a)))
-        else:
-            shown.append(_flag_names(a, names))
-    result = f"-1 {_errno_name(err)}" if rc == -1 else str(rc)
-    trace.line(f"{name}({', '.join(shown)}) = {result}")
+    trace.call(name, _spell(name, args), rc, _errno_name(err) if rc == -1 else None)
 
 
 def note(text: str) -> None:
-    """Narrate a step made outside this module (os.execve, python-prctl) in the trace."""
-    trace.line(text)
+    """Narrate a step made outside this module (python-prctl) in the trace."""
+    trace.note(text)
+
+
+def narrate(name: str, args=(), result=None) -> None:
+    """Narrate one call made outside this module (os.execve, os.setuid) as a call."""
+    trace.call(name, args, result)
 
 
 class Recorder:
@@ -284,6 +334,21 @@ MOUNT_ATTR_RELATIME = lib.MC_MOUNT_ATTR_RELATIME
 MOUNT_ATTR_NOATIME = lib.MC_MOUNT_ATTR_NOATIME
 MOUNT_ATTR_STRICTATIME = lib.MC_MOUNT_ATTR_STRICTATIME
 MOUNT_ATTR_NODIRATIME = lib.MC_MOUNT_ATTR_NODIRATIME
+AT_EMPTY_PATH = 0x1000  # fcntl.h
+_MOUNT_ATTR_NAMES = {MOUNT_ATTR_RDONLY: "MOUNT_ATTR_RDONLY", MOUNT_ATTR_NOSUID: "MOUNT_ATTR_NOSUID",
+                     MOUNT_ATTR_NODEV: "MOUNT_ATTR_NODEV", MOUNT_ATTR_NOEXEC: "MOUNT_ATTR_NOEXEC",
+                     MOUNT_ATTR__ATIME: "MOUNT_ATTR__ATIME",
+                     MOUNT_ATTR_NOATIME: "MOUNT_ATTR_NOATIME",
+                     MOUNT_ATTR_STRICTATIME: "MOUNT_ATTR_STRICTATIME",
+                     MOUNT_ATTR_NODIRATIME: "MOUNT_ATTR_NODIRATIME"}
+_RESOLVE_NAMES = {RESOLVE_NO_MAGICLINKS: "RESOLVE_NO_MAGICLINKS",
+                  RESOLVE_NO_SYMLINKS: "RESOLVE_NO_SYMLINKS", RESOLVE_IN_ROOT: "RESOLVE_IN_ROOT"}
+_AT_NAMES = {AT_EMPTY_PATH: "AT_EMPTY_PATH", AT_RECURSIVE: "AT_RECURSIVE",
+             OPEN_TREE_CLONE: "OPEN_TREE_CLONE"}
+_FLAG_ARGS.update({("openat2", 2): _open_flags, ("openat2", 3): _RESOLVE_NAMES,
+                   ("open_tree", 1): _AT_NAMES, ("mount_setattr", 1): _AT_NAMES,
+                   ("mount_setattr", 2): _MOUNT_ATTR_NAMES, ("mount_setattr", 3): _MOUNT_ATTR_NAMES,
+                   ("mount_setattr", 4): _MOUNT_NAMES})
 
 
 def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
@@ -308,7 +373,7 @@ def mount_setattr(fd: int, attr_set: int, attr_clr: int = 0, propagation: int = 
                   recursive: bool = True) -> None:
     """mount_setattr(2) on the mount `fd` names (AT_EMPTY_PATH): with recursive, on every
     mount under it too, at once."""
-    flags = 0x1000 | (AT_RECURSIVE if recursive else 0)  # AT_EMPTY_PATH
+    flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
     _call("mount_setattr", lib.mc_mount_setattr, (fd, b"", flags, attr_set, attr_clr, propagation),
           (fd, flags, attr_set, attr_clr, propagation))
 

@@ -27,7 +27,7 @@ import sys
 import time
 
 from minicontainer.errors import ContainerError
-from minicontainer.kernel import cgroupfs
+from minicontainer.kernel import cgroupfs, trace
 from minicontainer.kernel.cgroupfs import CgroupError
 
 DEFAULT_STATE_ROOT = "/run/minicontainer"
@@ -377,11 +377,13 @@ def release(path: str) -> None:
     _check_inside(path)
     try:
         os.rmdir(path)  # the usual case: the container's processes are all gone already
+        _traced_rmdir(path)
     except FileNotFoundError:
         pass
     except OSError as e:
         if e.errno != 16:  # EBUSY: processes still in it
             raise
+        _traced_rmdir(path, e.errno)
         _kill_and_remove(path)
     if os.path.basename(os.path.dirname(path)).startswith("minicontainer"):
         release_parent(os.path.dirname(path))
@@ -393,8 +395,16 @@ def release_parent(path: str) -> None:
     _check_inside(path)
     try:
         os.rmdir(path)
-    except OSError:
-        pass  # other containers still use it (EBUSY), or already gone
+        _traced_rmdir(path)
+    except OSError as e:  # other containers still use it (EBUSY), or already gone
+        _traced_rmdir(path, e.errno)
+
+
+def _traced_rmdir(path: str, err: int = 0) -> None:
+    if trace.enabled:
+        import errno
+
+        trace.call("rmdir", (path,), -1 if err else 0, errno.errorcode.get(err) if err else None)
 
 
 def _check_inside(path: str) -> None:
@@ -411,6 +421,7 @@ def _kill_and_remove(path: str, timeout: float = 10.0) -> None:
     while True:
         try:
             os.rmdir(path)
+            _traced_rmdir(path)
             return
         except FileNotFoundError:
             return

@@ -7,8 +7,9 @@
     clone3: new pid namespace, own cgroup ──> PID 1 of a new pid namespace
                                               die if the runtime dies (PDEATHSIG)
                                               unshare mnt, uts, ipc, net, cgroup
+                                              hostname, lo up
                                               overlay root, /proc, /dev, /sys, volumes
-                                              hostname, lo up, pivot_root, masked paths
+                                              pivot_root, masked paths
                                               session keyring, user, capabilities,
                                               no_new_privs, seccomp filter
     read the error pipe  <──  one line  ──    on failure: kind + message, exit
@@ -40,7 +41,7 @@ import select
 import _signal  # the C module under `signal`, which would import enum (~3 ms) on every run
 
 from minicontainer.errors import BY_KIND, ContainerError, UsageError
-from minicontainer.kernel import syscalls
+from minicontainer.kernel import syscalls, trace
 from minicontainer.runtime import cgroups, process, rootfs, seccomp
 from minicontainer.runtime.state import StateStore, signal_process as _kill
 
@@ -83,6 +84,7 @@ def run(spec, store: StateStore, stdio=None, supervise=None) -> int:
         try:
             return _launch(spec, container, how, unblocked)
         finally:
+            _teardown_phase()
             container.remove()
     finally:
         _signal.pthread_sigmask(_signal.SIG_SETMASK, unblocked)
@@ -151,6 +153,8 @@ def _spawn(spec, container, how: _How, unblocked=None):
     """Fork the container's first process and see it through its set-up; returns its pid,
     the pty master (-t) and the pipe end whose closing tells the child its runtime is gone.
     On failure the child is reaped and the error it reported is raised."""
+    trace.set_state_root(container.store.root)
+    trace.phase("cgroups")
     seccomp_filter = seccomp.filter_for(spec.security, container.store.root)  # BPF, cached
     container.cgroup = cgroups.create(spec, container)  # limits in place before the child joins
     hostname = spec.hostname or container.id[:12]
@@ -180,6 +184,7 @@ def _spawn(spec, container, how: _How, unblocked=None):
     mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, FORWARDED_SIGNALS)
     restore_on_failure = unblocked is None
     unblocked = mask if unblocked is None else unblocked
+    trace.phase("namespaces")
     pid = _fork(spec, container.cgroup)
     if pid == 0:
         os.close(err_r)
@@ -199,6 +204,8 @@ def _spawn(spec, container, how: _How, unblocked=None):
             while True:  # until EOF: the child has passed both points, or failed
                 point = os.read(ready_r, 1)
                 if point == b"r":  # it has its namespaces: what must be done from outside
+                    if steps:
+                        trace.phase("network")
                     for step in steps:
                         step(pid)
                 elif point == b"h":  # its mounts are made, pivot_root is next
@@ -290,6 +297,7 @@ def _shim(spec, container, report_w: int, lifeline: int | None = None) -> None:
             pid, master, alive_w = _spawn(spec, container, _How(foreground=False, log_fd=log_fd))
         except BaseException as e:
             try:
+                _teardown_phase()
                 container.remove()  # first: `run -d` returns knowing nothing is left
             finally:
                 _report(report_w, type(e).__name__ if isinstance(e, ContainerError) else
@@ -313,6 +321,7 @@ def _shim(spec, container, report_w: int, lifeline: int | None = None) -> None:
         cgroups.report(spec, container.cgroup, status)  # OOM kill and such, into the log
         from minicontainer.runtime.state import now
 
+        _teardown_phase()
         if container.record.get("auto_remove"):
             container.update(status="stopped", exit_code=status, finished=now())
             container.remove()
@@ -468,6 +477,7 @@ def _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console,
         # Python's SIGINT handler would turn a ^C pending since set-up into a KeyboardInterrupt
         # inside the --init's command child, before its execve: the default instead.
         _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
+        trace.phase("namespaces")
         syscalls.prctl(syscalls.PR_SET_PDEATHSIG, _signal.SIGKILL)
         # Until execve (which makes it dumpable again) no process of the container may open
         # our /proc/PID/exe (the host's Python), fd/ or environ: an `exec` while `create`
@@ -505,7 +515,15 @@ def _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console,
             os.write(ready_w, b"r")
             if os.read(alive_r, 1) != b"g":  # EOF: the runtime is gone or gave up
                 os._exit(125)
+        if "uts" in spec.namespaces or ("uts" in spec.namespace_paths and spec.hostname):
+            syscalls.sethostname(hostname)
+        if spec.domainname:  # oci.py: only with a uts namespace of its own
+            syscalls.setdomainname(spec.domainname)
+        if "net" in spec.namespaces:
+            trace.phase("network")
+            syscalls.loopback_up()
 
+        trace.phase("rootfs")
         rootfs.make_mounts_private()
         root = rootfs.mount_root(spec, container)
         # Every mount below is resolved inside the root through this fd (rootfs.resolve).
@@ -538,12 +556,6 @@ def _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console,
         if bundle_readonly:  # after the hooks, which may write (runc: after pivot_root)
             rootfs.finish_readonly_root(root, came_with)
         os.close(root_fd)
-        if "uts" in spec.namespaces or ("uts" in spec.namespace_paths and spec.hostname):
-            syscalls.sethostname(hostname)
-        if spec.domainname:  # oci.py: only with a uts namespace of its own
-            syscalls.setdomainname(spec.domainname)
-        if "net" in spec.namespaces:
-            syscalls.loopback_up()
         rootfs.switch_root(root, spec.root.pivot_root)
         if spec.sysctl:
             rootfs.write_sysctls(spec.sysctl)
@@ -551,6 +563,7 @@ def _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console,
         if spec.rootfs_propagation:
             rootfs.set_root_propagation(spec.rootfs_propagation)
 
+        trace.phase("process")
         user = process.resolve_user(spec.process.user, spec.process.groups)
         env = process.build_env(spec.process.env, hostname, user, spec.process.terminal)
         cwd = rootfs.open_workdir(spec.process.cwd or "/")  # made if missing, as docker
@@ -569,6 +582,7 @@ def _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console,
         process.drop_privileges(user, spec.security)
         os.chdir(cwd)  # fchdir: no path lookup after the one inside the root
         os.close(cwd)
+        trace.phase("exec")
         path = process.find_executable(spec.process.args[0], env.get("PATH", ""))
         if fifo is not None:  # OCI create: what exec would fail on is reported; now wait
             os.close(err_w)
@@ -588,6 +602,15 @@ def _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console,
     except BaseException as e:  # a bug: still one line, and no traceback from the child
         _report(err_w, "ContainerError", f"{type(e).__name__}: {e}")
     os._exit(125)
+
+
+def _teardown_phase() -> None:
+    """Narrate what goes without a call of ours: the container's mounts (the overlay root,
+    /proc, /dev, /sys) live only in its mount namespace, which the kernel takes apart with
+    its last process. What follows in the trace (cgroup, network, state) is removed by us."""
+    trace.phase("teardown")
+    trace.note("the container's mounts (overlay root, /proc, /dev, /sys) lived only in its mount "
+               "namespace: the kernel removes them with its last process")
 
 
 def _wait_for_start(fifo: int, start_hooks=None, state=None) -> None:

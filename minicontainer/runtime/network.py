@@ -42,6 +42,7 @@ import os
 import socket
 
 from minicontainer.errors import ContainerError, UsageError
+from minicontainer.kernel import trace
 from minicontainer.spec import Mount, Port
 
 PEER_NAME = "eth0"
@@ -419,6 +420,8 @@ def release_lease(value: str) -> None:
             net.write_hosts()
             return
         _unlink(net._path("up"))  # from here on the network counts as not built
+        trace.note(f"last lease gone: nft delete table ip {net.table}, delete link {net.bridge} "
+                   "(in a background process)")
         # Deleting a bridge takes 30-50 ms (the kernel waits for RCU grace periods): leave it
         # to a detached process that inherits the lock, so the container's exit is not held
         # up, while the next start still waits (on the lock) until the teardown is complete.
@@ -434,8 +437,9 @@ def release_veth(value: str) -> None:
     still live in it, the veth is deleted here: they lose the network with it, as in docker."""
     name, _, inode = value.partition(" ")
     if inode and not _namespace_in_use(f"net:[{inode}]"):
+        trace.note(f"veth {name}: deleted by the kernel with its network namespace")
         return
-    _host_netlink().delete_link(name)
+    trace.call("delete_link", (name,), _host_netlink().delete_link(name))
 
 
 def release_port(value: str) -> None:
@@ -444,7 +448,9 @@ def release_port(value: str) -> None:
     if held is not None:
         held.close()
     table, table_map, key = value.split(" ")
-    _nft(f"delete element ip {table} {table_map} {{ {key.replace(':', ' . ')} }}", missing_ok=True)
+    script = f"delete element ip {table} {table_map} {{ {key.replace(':', ' . ')} }}"
+    _nft(script, missing_ok=True)
+    trace.call("nft", (script,), 0)
 
 
 # Helpers.

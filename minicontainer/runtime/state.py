@@ -41,6 +41,7 @@ import os
 import time
 
 from minicontainer.errors import ContainerError, UsageError
+from minicontainer.kernel import trace
 
 DEFAULT_ROOT = "/run/minicontainer"
 
@@ -272,11 +273,13 @@ class Container:
         self._release_owned()
         self._unlink_name()
         remove_tree(self.dir)
+        trace.note(f"removed the state directory {self.dir} (record, upper and work layers)")
 
     def _release_owned(self) -> None:
         errors = []
         for kind, value in reversed(self.owned()):
             module_name, _, function = RELEASERS[kind].partition(":")
+            trace.note(f"release {kind} {value}")
             try:
                 # __import__, not importlib (which would import warnings: ~1 ms per run)
                 getattr(__import__(module_name, fromlist=[function]), function)(value)

@@ -103,8 +103,8 @@ def test_the_trace_spells_flags_out(calls, capsys):
         trace.set_enabled(False)
     pid = os.getpid()
     assert capsys.readouterr().err.splitlines() == [
-        f"[trace {pid}] mount(None, '/', None, MS_REC|MS_SLAVE, None) = 0",
-        f"[trace {pid}] prctl(PR_SET_PDEATHSIG, 9, 0) = 0",
+        f"[trace {pid}] mount(NULL, '/', NULL, MS_REC|MS_SLAVE, NULL) = 0",
+        f"[trace {pid}] prctl(PR_SET_PDEATHSIG, SIGKILL) = 0",
         f"[trace {pid}] unshare(CLONE_NEWNS|CLONE_NEWNET|0x1) = 0"]
 
 
@@ -300,7 +300,8 @@ def test_the_child_sequence_from_fork_to_privileges(calls, child_harness, tmp_pa
     err_r, err_w = os.pipe()
     alive_r, alive_w = os.pipe()
     with pytest.raises(Stop) as stopped:
-        launch._child(spec, c, "box", None, err_w, alive_r, None, None, launch.FOREGROUND, None)
+        launch._child(spec, c, "box", None, err_w, alive_r, None, None, launch.FOREGROUND, None,
+                      None)
     assert stopped.value.args == (125,)
     for fd in (alive_w, alive_r, err_w):  # what the child's exit would close
         os.close(fd)
@@ -310,15 +311,16 @@ def test_the_child_sequence_from_fork_to_privileges(calls, child_harness, tmp_pa
         ("prctl", (PR_SET_PDEATHSIG, 9, 0)),
         ("prctl", (syscalls.PR_SET_DUMPABLE, 0, 0)),
         ("unshare", (CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWCGROUP,)),
+        ("sethostname", ("box",)),
+        ("ioctl(SIOCSIFFLAGS lo up)", ()),
         (None, "/", None, MS_REC | MS_SLAVE, None),
         ("overlay", root, "overlay", 0,
          f"lowerdir=/images/r,upperdir={c.upper},workdir={c.work},volatile"),
         *system_mounts(root),
         ("tmpfs", f"{root}/scratch", "tmpfs", 0, "mode=1777"),
-        ("sethostname", ("box",)),
-        ("ioctl(SIOCSIFFLAGS lo up)", ()),
         ("pivot_root", (".", ".")),
         ("umount2", (".", MNT_DETACH)),
+        ("keyctl(JOIN_SESSION_KEYRING)", (None,)),  # a session keyring of its own
     ]
 
 
@@ -328,7 +330,8 @@ def test_a_child_without_its_runtime_stops_before_anything(calls, child_harness)
     os.close(alive_w)  # the runtime is gone
     err_r, err_w = os.pipe()
     with pytest.raises(Stop):
-        launch._child(spec, None, "h", None, err_w, alive_r, None, None, launch.FOREGROUND, None)
+        launch._child(spec, None, "h", None, err_w, alive_r, None, None, launch.FOREGROUND, None,
+                      None)
     assert calls[0] == ("prctl", (PR_SET_PDEATHSIG, 9, 0))
     assert "unshare" not in [name for name, _ in calls]
     for fd in (alive_r, err_r, err_w):
