@@ -298,7 +298,8 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
 
 
 def loopback_up() -> None:
-    _call("ioctl(SIOCSIFFLAGS lo up)", lib.mc_loopback_up, (), ())
+    _call("ioctl", lib.mc_loopback_up, (),
+          ("lo", trace.Name("SIOCSIFFLAGS"), trace.Name("IFF_UP")))
 
 
 def open_pty(ptmx: str) -> tuple[int, int]:

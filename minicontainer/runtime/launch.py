@@ -436,6 +436,8 @@ def _outside_steps(spec, container) -> list:
     if spec.network not in ("none", "host"):  # bridge, container:NAME (imports pyroute2)
         from minicontainer.runtime import network
 
+        trace.phase("network")  # resumed once the child has its namespaces (_spawn)
+
         steps += network.prepare(spec, container)
     return steps
 

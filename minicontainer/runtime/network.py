@@ -106,6 +106,7 @@ def prepare(spec, container) -> list:
     container.own("lease", f"{net.dir} {container.id}")
     with net.locked():
         address = net.allocate(container.id, spec.hostname or container.id[:12], spec.name)
+        trace.note(f"lease {address} in {net.subnet} for {container.id}")
         bridge = net.ensure(host)
         net.write_hosts()
         _publish(spec.ports, address, net, container)
@@ -119,11 +120,14 @@ def prepare(spec, container) -> list:
     def connect(pid: int) -> None:
         container.own("veth", f"{veth} {os.stat(f'/proc/{pid}/ns/net').st_ino}")
         host.add_veth_into(veth, PEER_NAME, pid, bridge)
+        trace.note(f"veth {veth} on {net.bridge} <-> {PEER_NAME} in the container's network "
+                   "namespace (netlink)")
         with Netlink(pid=pid) as inside:
             eth0 = inside.index(PEER_NAME)
             inside.add_address(eth0, address, net.subnet.prefixlen)
             inside.set_up(eth0)
             inside.add_default_route(net.gateway)
+        trace.note(f"{PEER_NAME}: {address}/{net.subnet.prefixlen} up, default via {net.gateway}")
 
     return [connect]
 
@@ -244,6 +248,8 @@ class Network:
         _nft(self._ruleset())
         _forwarding_on()
         _write(self._path("up"), "")
+        trace.note(f"bridge {self.bridge} {self.gateway}/{self.subnet.prefixlen} up, nft table ip "
+                   f"{self.table} (masquerade, DNAT maps)")
         return index
 
     def teardown(self, host) -> None:
@@ -350,6 +356,8 @@ def _publish(ports: list, address: str, net: Network, container) -> None:
     if elements:
         try:
             _nft("\n".join(elements) + "\n")
+            for element in elements:
+                trace.call("nft", (element,), 0)
         except ContainerError as e:
             if "File exists" not in str(e):
                 raise

@@ -312,7 +312,7 @@ def test_the_child_sequence_from_fork_to_privileges(calls, child_harness, tmp_pa
         ("prctl", (syscalls.PR_SET_DUMPABLE, 0, 0)),
         ("unshare", (CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWCGROUP,)),
         ("sethostname", ("box",)),
-        ("ioctl(SIOCSIFFLAGS lo up)", ()),
+        ("ioctl", ("lo", "SIOCSIFFLAGS", "IFF_UP")),
         (None, "/", None, MS_REC | MS_SLAVE, None),
         ("overlay", root, "overlay", 0,
          f"lowerdir=/images/r,upperdir={c.upper},workdir={c.work},volatile"),
