@@ -1,5 +1,6 @@
 """`minicontainer --trace run`: a real launch narrated, phase by phase, through its teardown."""
 import json
+import os
 import re
 
 from minicontainer.kernel import trace
@@ -65,3 +66,34 @@ def test_trace_json_lines_parse(mc, rootfs, state_root):
 def test_unknown_trace_form_is_refused(mc, rootfs):
     r = mc("--trace=xml", "run", rootfs, "/bin/true")
     assert (r.returncode, r.stderr) == (125, "minicontainer: unknown --trace=xml (text or json)\n")
+
+
+def _normal(line: str, state_root: str) -> tuple[str, str]:
+    """(pid, text) with what differs between runs and hosts made alike: the runtime's pid,
+    the container id, the state root and the cgroup parent named after it, the cgroup2 mount
+    point (hybrid or not), and the overlay's data (the reader's own rootfs path)."""
+    pid, text = LINE.fullmatch(line).groups()
+    text = text.replace(state_root, "/run/minicontainer")
+    text = re.sub(r"minicontainer-[0-9a-f]{16}", "minicontainer", text)
+    text = re.sub(r"/sys/fs/cgroup/(unified/)?", "CGROUP2/", text)
+    text = re.sub(r"\b[0-9a-f]{12}\b", "ID", text)
+    text = re.sub(r"'lowerdir=.*'\) = 0$", "'lowerdir=…') = 0", text)
+    if pid != "1":  # the child's pid, as the runtime's clone3 returns it
+        text = re.sub(r"^(clone3\(.*\)) = \d+$", r"\1 = PID", text)
+    return ("1" if pid == "1" else "runtime"), text
+
+
+def test_the_excerpt_in_docs_run_md_is_real_output(mc, rootfs, state_root):
+    doc = open(os.path.join(os.path.dirname(__file__), "..", "docs", "run.md")).read()
+    block = doc.split("<!-- trace excerpt: checked by tests/test_trace.py -->\n```text\n")[1]
+    shown = [line for line in block.split("\n```")[0].splitlines() if line != "..."]
+    r = mc("--trace", "run", rootfs, "/bin/true")
+    assert r.returncode == 0, r.stderr
+    real = [_normal(line, state_root) for line in r.stderr.splitlines()]
+    # each line shown is a real one, in the order its process printed it
+    at = {"1": 0, "runtime": 0}
+    for line in shown:
+        pid, text = _normal(line, "/run/minicontainer")
+        mine = [t for p, t in real if p == pid]
+        assert text in mine[at[pid]:], f"not in the real trace (in this order): {line}"
+        at[pid] = mine.index(text, at[pid]) + 1
