@@ -255,21 +255,26 @@ def finish_readonly_root(root: str, came_with: list[str]) -> None:
         mount(None, point, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
 
 
-def mount_system(root_fd: int) -> None:
-    """/proc, /dev (with pts, shm, mqueue), /sys and /sys/fs/cgroup inside the root: the
-    defaults of `run`; an OCI config lists its own (mount_all)."""
-    _mount_at(root_fd, "/proc", "dir", "proc", "proc", NOSUID_NODEV_NOEXEC)
-    _mount_at(root_fd, "/dev", "dir", "tmpfs", "tmpfs", MS_NOSUID | MS_STRICTATIME,
-              "mode=755,size=65536k")
-    _mount_at(root_fd, "/dev/pts", "dir", "devpts", "devpts", MS_NOSUID | MS_NOEXEC,
-              "newinstance,ptmxmode=0666,mode=0620,gid=5")
-    _mount_at(root_fd, "/dev/shm", "dir", "shm", "tmpfs", NOSUID_NODEV_NOEXEC,
-              "mode=1777,size=65536k")
-    _mount_at(root_fd, "/dev/mqueue", "dir", "mqueue", "mqueue", NOSUID_NODEV_NOEXEC)
-    _mount_at(root_fd, "/sys", "dir", "sysfs", "sysfs", NOSUID_NODEV_NOEXEC | MS_RDONLY)
+# `run`'s own mounts, in this order (an OCI config lists its own: mount_user_mounts):
+# (path, source, fstype, flags, data). docs/defaults.md shows this table (and a test checks).
+SYSTEM_MOUNTS = (
+    ("/proc", "proc", "proc", NOSUID_NODEV_NOEXEC, None),
+    ("/dev", "tmpfs", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k"),
+    ("/dev/pts", "devpts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"),
+    ("/dev/shm", "shm", "tmpfs", NOSUID_NODEV_NOEXEC, "mode=1777,size=65536k"),
+    ("/dev/mqueue", "mqueue", "mqueue", NOSUID_NODEV_NOEXEC, None),
+    ("/sys", "sysfs", "sysfs", NOSUID_NODEV_NOEXEC | MS_RDONLY, None),
     # With a cgroup namespace, the container sees its own cgroup as the root of this tree.
-    _mount_at(root_fd, "/sys/fs/cgroup", None, "cgroup2", "cgroup2",
-              NOSUID_NODEV_NOEXEC | MS_RDONLY)
+    ("/sys/fs/cgroup", "cgroup2", "cgroup2", NOSUID_NODEV_NOEXEC | MS_RDONLY, None),
+)
+
+
+def mount_system(root_fd: int) -> None:
+    """SYSTEM_MOUNTS inside the root: the defaults of `run`. Each mount point is made if
+    missing, except /sys/fs/cgroup, which sysfs brings (none made inside a read-only /sys)."""
+    for path, source, fstype, flags, data in SYSTEM_MOUNTS:
+        _mount_at(root_fd, path, None if path == "/sys/fs/cgroup" else "dir", source, fstype,
+                  flags, data)
 
 
 def _mount_at(root_fd, path, create, source, fstype, flags, data=None, propagation=(),
