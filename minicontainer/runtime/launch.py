@@ -154,8 +154,8 @@ def _spawn(spec, container, how: _How, unblocked=None):
     the pty master (-t) and the pipe end whose closing tells the child its runtime is gone.
     On failure the child is reaped and the error it reported is raised."""
     trace.set_state_root(container.store.root)
-    trace.phase("cgroups")
     seccomp_filter = seccomp.filter_for(spec.security, container.store.root)  # BPF, cached
+    trace.phase("cgroups")
     container.cgroup = cgroups.create(spec, container)  # limits in place before the child joins
     hostname = spec.hostname or container.id[:12]
     if spec.process.terminal:
