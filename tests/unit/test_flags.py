@@ -206,7 +206,7 @@ def test_valid_names():
     (["--device", "/etc/hostname", "r", "c"], "/etc/hostname is not a device node"),
     (["--device", "/dev/null:/tmp/null", "r", "c"], "must be under /dev"),
     (["--device", "/dev/null:rwx", "r", "c"], "are not of r, w, m"),
-    (["--security-opt", "seccomp=unconfined", "r", "c"], "unsupported --security-opt"),
+    (["--security-opt", "apparmor=unconfined", "r", "c"], "unsupported --security-opt"),
     (["--security-opt", "no-new-privileges=maybe", "r", "c"], "unsupported --security-opt"),
 ])
 def test_build_spec_refusals(args, words):

@@ -251,7 +251,7 @@ def without_ns(kind):
 REFUSALS = [
     (config(hooks={"prestart": [{"path": "x"}]}), "hooks.prestart: path 'x' must be an absolute"),
     (config(hooks={"poststop": [{"path": "/x", "timeout": 0}]}), "above zero"),
-    (config(**{"linux.seccomp": {"defaultAction": "SCMP_ACT_ERRNO"}}), "linux.seccomp"),
+    (config(**{"linux.seccomp": {"defaultAction": "SCMP_ACT_NOTIFY"}}), "SCMP_ACT_NOTIFY"),
     (config(**{"linux.intelRdt": {"closID": "x"}}), "linux.intelRdt"),
     (config(**{"linux.personality": {"domain": "LINUX32"}}), "linux.personality"),
     (config(**{"linux.mountLabel": "x"}), "linux.mountLabel"),
