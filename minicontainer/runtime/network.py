@@ -243,7 +243,7 @@ class Network:
         host.add_address(index, self.gateway, self.subnet.prefixlen)
         # Let DNATed connections from 127.0.0.1 leave through the bridge (the kernel drops
         # packets with a loopback source on other devices unless asked): this device only.
-        _write(f"/proc/sys/net/ipv4/conf/{self.bridge}/route_localnet", "1")
+        _write_sysctl(f"/proc/sys/net/ipv4/conf/{self.bridge}/route_localnet", "1")
         host.set_up(index)
         _nft(self._ruleset())
         _forwarding_on()
@@ -544,7 +544,7 @@ def _forwarding_on() -> None:
         if f.read().strip() == "1":
             return
     _write(FORWARDING_MARK, "")
-    _write("/proc/sys/net/ipv4/ip_forward", "1")
+    _write_sysctl("/proc/sys/net/ipv4/ip_forward", "1")
 
 
 def _forwarding_restore(table: str) -> None:
@@ -554,7 +554,7 @@ def _forwarding_restore(table: str) -> None:
     others = [line for line in listing.splitlines()
               if line.startswith("table ip minicontainer") and line.split()[2] != table]
     if not others:  # no other minicontainer network (another state root) still needs it
-        _write("/proc/sys/net/ipv4/ip_forward", "0")
+        _write_sysctl("/proc/sys/net/ipv4/ip_forward", "0")
         _unlink(FORWARDING_MARK)
 
 
@@ -582,6 +582,16 @@ def _resolv_conf() -> str:
 
 
 def _write(path: str, text: str) -> None:
+    """A network file, written aside and renamed over: `Network()` reads `config` without
+    the lock, and a reader must see the old file or the new one, never an empty one being
+    written (it happened with 20 containers starting at once: a JSONDecodeError in one)."""
+    with open(path + ".new", "w") as f:
+        f.write(text)
+    os.rename(path + ".new", path)
+
+
+def _write_sysctl(path: str, text: str) -> None:
+    """A /proc/sys setting: written in place (procfs has no rename)."""
     with open(path, "w") as f:
         f.write(text)
 

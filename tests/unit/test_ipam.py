@@ -128,3 +128,18 @@ def test_the_network_mounts_of_a_rootfs(net, tmp_path):
     mounts = net.mounts(Root(path=str(rootfs), readonly=False))
     assert [(m.source, m.target, m.readonly) for m in mounts] == \
         [(os.path.join(net.dir, "hosts"), "/etc/hosts", True)]  # a symlink is left alone
+
+
+def test_network_files_are_replaced_whole(tmp_path):
+    # Network() reads `config` without the lock: a writer must never expose a half-written
+    # file (an empty config once failed one of 20 concurrent starts with a JSONDecodeError).
+    from minicontainer.runtime.network import _write
+
+    path = str(tmp_path / "config")
+    _write(path, '{"old": 1}')
+    with open(path) as reader:  # a reader that opened the old file...
+        _write(path, '{"new": 2}')
+        assert reader.read() == '{"old": 1}'  # ...still reads all of it
+    with open(path) as f:
+        assert f.read() == '{"new": 2}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config"]
