@@ -37,7 +37,7 @@ import prctl  # python-prctl: set_proctitle for the intermediate (see _intermedi
 from minicontainer.errors import BY_KIND, ContainerError
 from minicontainer.kernel import caps, syscalls  # noqa: F401  caps: prctl, before setns(mnt)
 from minicontainer.runtime import process, seccomp, terminal
-from minicontainer.runtime.launch import (FORWARDED_SIGNALS, _read_all, _report, _wait,
+from minicontainer.runtime.launch import (FORWARDED_SIGNALS, _read_all, _wait, fail,
                                           _winsize, check_env)
 from minicontainer.runtime.state import signal_process as _kill
 
@@ -216,13 +216,8 @@ def _intermediate(proc, security, namespaces, root, hostname, winsize, err_w, pi
             _visible(path, proc, env, slave, err_w, security, seccomp_filter)
         os.write(pid_w, str(child).encode())
         os._exit(0)
-    except ContainerError as e:
-        _report(err_w, type(e).__name__, str(e))
-        os._exit(e.exit_code)
     except BaseException as e:
-        _report(err_w, "ContainerError", f"{type(e).__name__}: {e}" if not
-                isinstance(e, OSError) else str(e))
-    os._exit(125)
+        fail(err_w, e)
 
 
 def _visible(path, proc, env, slave, err_w, security, seccomp_filter) -> None:
@@ -232,13 +227,8 @@ def _visible(path, proc, env, slave, err_w, security, seccomp_filter) -> None:
             terminal.become_session_leader(slave)
         process.load_seccomp(seccomp_filter, security, late=True)
         process.exec_command(path, proc.args, env, proc.preserve_fds)
-    except ContainerError as e:
-        _report(err_w, type(e).__name__, str(e))
-        os._exit(e.exit_code)
     except BaseException as e:
-        _report(err_w, "ContainerError", f"{type(e).__name__}: {e}" if not
-                isinstance(e, OSError) else str(e))
-    os._exit(125)
+        fail(err_w, e)
 
 
 def _close_all_but(keep: list[int]) -> None:

@@ -596,14 +596,8 @@ def _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console,
             _run_as_init(path, spec.process.args, env, err_w, slave is not None, unblocked)
         _signal.pthread_sigmask(_signal.SIG_SETMASK, unblocked)  # see _spawn
         process.exec_command(path, spec.process.args, env, spec.process.preserve_fds)
-    except ContainerError as e:
-        _report(err_w, type(e).__name__, str(e))
-        os._exit(e.exit_code)
-    except OSError as e:
-        _report(err_w, "ContainerError", str(e))
-    except BaseException as e:  # a bug: still one line, and no traceback from the child
-        _report(err_w, "ContainerError", f"{type(e).__name__}: {e}")
-    os._exit(125)
+    except BaseException as e:
+        fail(err_w, e)
 
 
 def _teardown_phase() -> None:
@@ -661,6 +655,18 @@ def _run_as_init(path, args, env, err_w, has_terminal: bool, unblocked) -> None:
     # for one of them to close would wait for as long as the container runs.
     syscalls.close_range(3)
     os._exit(syscalls.init_supervise(child))
+
+
+def fail(err_w: int, e: BaseException) -> None:
+    """The end of a child that could not reach execve (never returns): report why, in one
+    line, and exit with the status of its kind (errors.py; 125 for anything else)."""
+    if isinstance(e, ContainerError):
+        _report(err_w, type(e).__name__, str(e))
+        os._exit(e.exit_code)
+    # an OSError names what failed; anything else is a bug: still one line, no traceback
+    _report(err_w, "ContainerError",
+            str(e) if isinstance(e, OSError) else f"{type(e).__name__}: {e}")
+    os._exit(125)
 
 
 def _report(err_w: int, kind: str, message: str) -> None:
