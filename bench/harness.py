@@ -93,7 +93,7 @@ def main() -> int:
           f"load {os.getloadavg()[0]:.1f}\n")
     try:
         bundle = startup.make_bundle(rootfs, work)
-        peers = startup.commands(rootfs, bundle, state)
+        peers = startup.commands("minicontainer", rootfs, bundle, state)  # only the peers are used
 
         def in_process(**options):
             def go():
