@@ -118,10 +118,25 @@ class SyscallError(OSError):
     """A syscall failed: carries the call, its arguments and errno."""
 
     def __init__(self, call: str, args: tuple, err: int):
+        super().__init__(err, None)
         self.call = call
         self.call_args = args
-        shown = ", ".join(_show(a) for a in args)
-        super().__init__(err, f"{call}({shown}) failed: {os.strerror(err)} [{_errno_name(err)}]")
+        self._message = None
+
+    # The message is spelled out when someone reads it, not when the call fails: the secure
+    # join (runtime/rootfs.py) expects ENOENT for a missing mount point on every start, and
+    # formatting it (the errno module's first import, repr of each argument) cost ~1 ms.
+    @property
+    def strerror(self) -> str:
+        if self._message is None:
+            shown = ", ".join(_show(a) for a in self.call_args)
+            self._message = (f"{self.call}({shown}) failed: {os.strerror(self.errno)} "
+                             f"[{_errno_name(self.errno)}]")
+        return self._message
+
+    @strerror.setter
+    def strerror(self, text: str) -> None:
+        self._message = text
 
     def __str__(self) -> str:
         return self.strerror

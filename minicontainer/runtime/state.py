@@ -92,6 +92,8 @@ def to_json(value, indent: int | None = None, _at: str = "\n") -> str:
     \\udcXX escapes, which from_json reads back into the same str, so `exec` hands the
     container the same bytes again (os.execve encodes them back)."""
     if isinstance(value, str):
+        if value.isprintable() and '"' not in value and "\\" not in value:
+            return '"' + value + '"'  # nothing to escape (most strings): no loop per char
         out = []
         for ch in value:
             if ch in '"\\':
