@@ -116,9 +116,9 @@ def exec_in(container, proc, security, detach: bool = False, pid_file: str | Non
         raise BY_KIND.get(kind, ContainerError)(
             message or f"exec failed: status {os.waitstatus_to_exitcode(how)}")
     if pid_file:
-        from minicontainer.runtime.launch import _write_file
+        from minicontainer.runtime.state import write_atomic
 
-        _write_file(pid_file, str(child))
+        write_atomic(pid_file, str(child))
     if master is not None and console_socket:
         terminal.send_console(console_socket, master)
         master = None

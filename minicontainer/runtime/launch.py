@@ -43,7 +43,7 @@ import _signal  # the C module under `signal`, which would import enum (~3 ms) o
 from minicontainer.errors import BY_KIND, ContainerError, UsageError
 from minicontainer.kernel import syscalls, trace
 from minicontainer.runtime import cgroups, process, rootfs, seccomp
-from minicontainer.runtime.state import StateStore, signal_process as _kill
+from minicontainer.runtime.state import StateStore, signal_process as _kill, write_atomic
 
 # Signals the runtime passes on to the container, as docker does.
 FORWARDED_SIGNALS = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT)
@@ -374,7 +374,7 @@ def create(spec, store: StateStore, cid: str, bundle: str, annotations: dict,
             send_console(console_socket, master)
         container.update(status="created", runtime_pid=None, runtime_start=None)
         if pid_file:
-            _write_file(pid_file, str(pid))
+            write_atomic(pid_file, str(pid))  # as runc: a reader never sees an empty one
     except BaseException:
         if pid is not None:
             _kill(pid, _signal.SIGKILL)
@@ -400,13 +400,6 @@ def exec_defaults(spec) -> dict:
     if spec.process.groups is not None:
         out["groups"] = spec.process.groups
     return out
-
-
-def _write_file(path: str, text: str) -> None:
-    """Atomically, as runc writes pid files (a reader never sees an empty one)."""
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
-    os.rename(path + ".tmp", path)
 
 
 def _parent_hooks(spec) -> bool:

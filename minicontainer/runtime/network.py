@@ -43,6 +43,7 @@ import socket
 
 from minicontainer.errors import ContainerError, UsageError
 from minicontainer.kernel import trace
+from minicontainer.runtime.state import write_atomic  # `config` is read without the lock
 from minicontainer.spec import Mount, Port
 
 PEER_NAME = "eth0"
@@ -178,7 +179,7 @@ class Network:
     def allocate(self, cid: str, hostname: str, name: str | None) -> str:
         """Claim a free address for container `cid`; the lease names it for /etc/hosts."""
         if not os.path.exists(self._path("config")):  # pin what we are about to build
-            _write(self._path("config"), json.dumps({"bridge": self.bridge,
+            write_atomic(self._path("config"), json.dumps({"bridge": self.bridge,
                                                      "subnet": str(self.subnet)}))
         used = set(os.listdir(self.leases))
         first, count = 2, self.subnet.num_addresses - 3  # not network, gateway, broadcast
@@ -195,7 +196,7 @@ class Network:
                 continue
             os.write(fd, " ".join(filter(None, (cid, hostname, name))).encode() + b"\n")
             os.close(fd)
-            _write(self._path("cursor"), str(offset))
+            write_atomic(self._path("cursor"), str(offset))
             return address
         raise ContainerError(f"no free address left in {self.subnet} ({len(used)} in use)")
 
@@ -238,7 +239,7 @@ class Network:
         if index is not None:  # half built by a runtime that died: start again
             host.delete_link(self.bridge)
         self._check_subnet_free(host)
-        _write(self._path("resolv.conf"), _resolv_conf())
+        write_atomic(self._path("resolv.conf"), _resolv_conf())
         index = host.add_bridge(self.bridge)
         host.add_address(index, self.gateway, self.subnet.prefixlen)
         # Let DNATed connections from 127.0.0.1 leave through the bridge (the kernel drops
@@ -247,7 +248,7 @@ class Network:
         host.set_up(index)
         _nft(self._ruleset())
         _forwarding_on()
-        _write(self._path("up"), "")
+        write_atomic(self._path("up"), "")
         trace.note(f"bridge {self.bridge} {self.gateway}/{self.subnet.prefixlen} up, nft table ip "
                    f"{self.table} (masquerade, DNAT maps)")
         return index
@@ -543,7 +544,7 @@ def _forwarding_on() -> None:
     with open("/proc/sys/net/ipv4/ip_forward") as f:
         if f.read().strip() == "1":
             return
-    _write(FORWARDING_MARK, "")
+    write_atomic(FORWARDING_MARK, "")
     _write_sysctl("/proc/sys/net/ipv4/ip_forward", "1")
 
 
@@ -579,15 +580,6 @@ def _resolv_conf() -> str:
     if not any(line.startswith("nameserver") for line in kept):
         kept.append("# the host has no nameserver reachable from a container")
     return "\n".join(kept) + "\n"
-
-
-def _write(path: str, text: str) -> None:
-    """A network file, written aside and renamed over: `Network()` reads `config` without
-    the lock, and a reader must see the old file or the new one, never an empty one being
-    written (it happened with 20 containers starting at once: a JSONDecodeError in one)."""
-    with open(path + ".new", "w") as f:
-        f.write(text)
-    os.rename(path + ".new", path)
 
 
 def _write_sysctl(path: str, text: str) -> None:

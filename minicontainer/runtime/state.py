@@ -193,6 +193,14 @@ def remove_tree(path: str) -> None:
         pass
 
 
+def write_atomic(path: str, text: str) -> None:
+    """Write aside, then rename over: a reader in another process sees the old file or the
+    new one, never an empty or half-written one (records, pid files, network files)."""
+    with open(path + ".new", "w", encoding="utf-8") as f:
+        f.write(text)
+    os.rename(path + ".new", path)
+
+
 class Container:
     """One container's record and owned directories."""
 
@@ -215,10 +223,7 @@ class Container:
         # finds both written
         for name, text in (("liveness", _liveness(self.record)),
                            ("state.json", to_json(self.record))):
-            path = os.path.join(self.dir, name)
-            with open(path + ".new", "w", encoding="utf-8") as f:
-                f.write(text + "\n")
-            os.rename(path + ".new", path)
+            write_atomic(os.path.join(self.dir, name), text + "\n")
 
     def started(self, pid: int, **fields) -> None:
         """Record the container's first process (its pid on the host and start time)."""

@@ -133,7 +133,7 @@ def test_the_network_mounts_of_a_rootfs(net, tmp_path):
 def test_network_files_are_replaced_whole(tmp_path):
     # Network() reads `config` without the lock: a writer must never expose a half-written
     # file (an empty config once failed one of 20 concurrent starts with a JSONDecodeError).
-    from minicontainer.runtime.network import _write
+    from minicontainer.runtime.state import write_atomic as _write  # what network.py writes with
 
     path = str(tmp_path / "config")
     _write(path, '{"old": 1}')
