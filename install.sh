@@ -51,19 +51,15 @@ fi
 # would otherwise recompile every module at every container start (~8 ms).
 .venv/bin/python -m compileall -q minicontainer
 
-# `minicontainer` on root's PATH: a launcher that starts the venv's interpreter with -S
-# (no site module: about 3 ms less per start) and imports the package from this checkout.
-site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-launcher="import sys
-sys.path[:0] = ['$top', '$site']
-from minicontainer.cli import entry
-entry()"
+# `minicontainer` on root's PATH: the launcher (minicontainer/launcher.py) starts the venv's
+# interpreter with -S (no site module: about 3 ms less per start) and imports this checkout.
 if setpriv --reuid=65534 --regid=65534 --clear-groups test -x "$top/.venv/bin/python"; then
-    printf '#!%s -S\n%s\n' "$top/.venv/bin/python" "$launcher" > /usr/local/bin/minicontainer
+    .venv/bin/python -m minicontainer.launcher /usr/local/bin/minicontainer "$top"
 else
     # A checkout other users cannot enter (a home directory of mode 700): the kernel would
     # refuse them the interpreter with the shell's "Permission denied". A shell launcher
     # gives them minicontainer's own answer instead (about 1 ms more per start for root).
+    launcher=$(.venv/bin/python -m minicontainer.launcher --code "$top")
     cat > /usr/local/bin/minicontainer <<LAUNCHER
 #!/bin/sh
 [ -x "$top/.venv/bin/python" ] || {

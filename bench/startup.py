@@ -78,14 +78,9 @@ def make_launcher(workdir: str) -> str:
     of an edited module would pay for compiling it)."""
     subprocess.run([os.path.join(REPO, ".venv", "bin", "python"), "-m", "compileall", "-q",
                     os.path.join(REPO, "minicontainer")], check=True, stdout=subprocess.DEVNULL)
-    site = subprocess.run([os.path.join(REPO, ".venv", "bin", "python"), "-c",
-                           "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          check=True, capture_output=True, text=True).stdout.strip()
     path = os.path.join(workdir, "minicontainer")
-    with open(path, "w") as f:
-        f.write(f"#!{REPO}/.venv/bin/python -S\nimport sys\nsys.path[:0] = [{REPO!r}, {site!r}]\n"
-                "from minicontainer.cli import entry\nentry()\n")
-    os.chmod(path, 0o755)
+    subprocess.run([os.path.join(REPO, ".venv", "bin", "python"), "-m", "minicontainer.launcher",
+                    path, REPO], check=True, cwd=REPO)  # the venv's interpreter, as install.sh
     return path
 
 

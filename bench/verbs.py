@@ -30,7 +30,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 
@@ -38,6 +37,9 @@ import purev2  # bench/purev2.py: never touch the host's v1 cgroups
 from startup import ensure_peers  # bench/startup.py: runc (and its other peers) from Debian
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, HERE)
+
+from minicontainer import launcher as script  # noqa: E402  (this checkout's)
 
 
 def launcher(tree: str, path: str) -> str:
@@ -48,12 +50,7 @@ def launcher(tree: str, path: str) -> str:
             shutil.copy(f"{HERE}/minicontainer/kernel/{name}", f"{tree}/minicontainer/kernel/")
     subprocess.run([sys.executable, "-m", "compileall", "-q", f"{tree}/minicontainer"],
                    check=True)
-    with open(path, "w") as f:
-        f.write(f"#!{sys.executable} -S\nimport sys\nsys.path[:0] = [{tree!r}, "
-                f"{sysconfig.get_paths()['purelib']!r}]\nfrom minicontainer.cli import entry\n"
-                "entry()\n")
-    os.chmod(path, 0o755)
-    return path
+    return script.write(path, tree)
 
 
 def bundle(work: str, name: str, rootfs: str, args: list[str]) -> str:

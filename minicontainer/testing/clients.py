@@ -136,13 +136,9 @@ def runtime_wrapper(path: str, state_root: str | None = None) -> str:
     """An executable at `path` that runs this checkout's minicontainer with this interpreter,
     as a client runs its runtime binary. state_root: for calls without --root (podman's
     cleanup process gets no --runtime-flag); the runc shim and Docker always pass --root."""
-    env = f"os.environ['MINICONTAINER_ROOT'] = {state_root!r}\n" if state_root else ""
-    with open(path, "w") as f:
-        f.write(f"#!{sys.executable} -S\nimport os, sys\n{env}sys.path[:0] = [{REPO!r}] + "
-                f"{[p for p in sys.path if 'site-packages' in p]!r}\n"
-                "from minicontainer.cli import entry\nentry()\n")
-    os.chmod(path, 0o755)
-    return path
+    from minicontainer import launcher
+
+    return launcher.write(path, env={"MINICONTAINER_ROOT": state_root} if state_root else None)
 
 
 def docker_save_tarball(rootfs: str, path: str) -> None:
