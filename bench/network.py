@@ -34,14 +34,12 @@ import time
 import purev2  # bench/purev2.py: podman and runc must never touch the host's v1 cgroups
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONTAINERS_CONF = """\
-[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
-# the benchmark's cgroup v2 has no pids controller here (see bench/purev2.py)
-pids_limit = 0
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
+sys.path.insert(0, REPO)
+
+from minicontainer.testing.clients import PODMAN_HOST_CONF  # noqa: E402
+
+# this host's podman settings (testing/clients.py), then the benchmark's private CNI directory
+CONTAINERS_CONF = PODMAN_HOST_CONF + """\
 [network]
 network_config_dir = "{cni}"
 """

@@ -39,17 +39,18 @@ NAMESPACE = "mctest"  # containerd's namespace for ctr: its cgroups go under /mc
 # remove from the cgroup2 root afterwards
 PARENTS = ("mctest-docker", "mctest", "mctest-podman", "libpod_parent")
 
-PODMAN_CONF = """\
 # podman's stock configuration, but for this host's needs: its hard RLIMIT_NOFILE is 20000,
-# its cgroup2 has no pids controller, and systemd (journald) is absent
+# its cgroup2 has no pids controller, and systemd (journald) is absent. bench/network.py
+# adds its [network] section to the same text.
+PODMAN_HOST_CONF = """\
 [containers]
 default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
 pids_limit = 0
 [engine]
 cgroup_manager = "cgroupfs"
 events_logger = "file"
-runtime_supports_json = ["minicontainer"]
 """
+PODMAN_CONF = PODMAN_HOST_CONF + 'runtime_supports_json = ["minicontainer"]\n'  # [engine]
 
 
 def namespace_script(then: str) -> str:
