@@ -124,12 +124,12 @@ def pytest_runtest_makereport(item, call):
 
 def make_root(worker: str) -> str:
     """A new state root whose bridge subnet no other live root of this machine has (the
-    subnet is derived from the root's path: runtime/network.py), and whose `owner` file
+    subnet is derived from the root's path: runtime/network/ipam.py), and whose `owner` file
     names this process. Dead sessions' roots are removed first."""
     import fcntl
     import tempfile
 
-    from minicontainer.runtime.network import Network
+    from minicontainer.runtime.network.ipam import Network
     from minicontainer.runtime.state import process_start_time
 
     fd = os.open(_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)

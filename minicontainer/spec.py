@@ -30,6 +30,12 @@ class _Record:
         if values:
             raise TypeError(f"{type(self).__name__}: unknown fields {sorted(values)}")
 
+    def replace(self, **changes):
+        """A new record of the same type: these fields changed, the others shared."""
+        values = {name: getattr(self, name) for name in self.__slots__}
+        values.update(changes)
+        return type(self)(**values)
+
     def __repr__(self) -> str:
         fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
         return f"{type(self).__name__}({fields})"

@@ -20,7 +20,7 @@ import pytest
 
 import minicontainer
 from minicontainer.runtime import api
-from minicontainer.runtime.network import Network
+from minicontainer.runtime.network.ipam import Network
 
 HTTPD = ["httpd", "-f", "-v", "-p", "80", "-h", "/etc"]  # serves the rootfs's /etc
 

@@ -19,7 +19,8 @@ import time
 import pytest
 
 from conftest import PYTHON
-from minicontainer.runtime.network import FORWARDING_MARK, Network
+from minicontainer.runtime.network.ipam import Network
+from minicontainer.runtime.network.links import FORWARDING_MARK
 
 
 @pytest.fixture(scope="module")

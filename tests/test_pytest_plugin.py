@@ -12,7 +12,7 @@ import time
 from conftest import REPO, container_processes, session_cgroups
 
 from minicontainer import pytest_plugin
-from minicontainer.runtime.network import Network
+from minicontainer.runtime.network.ipam import Network
 
 pytest_plugins = ["pytester"]
 

@@ -10,7 +10,7 @@ import sys
 
 from minicontainer.cli import flags
 from minicontainer.errors import UsageError
-from minicontainer.spec import ContainerSpec, Mount, Process, Root, Security
+from minicontainer.spec import ContainerSpec, Mount, Port, Process, Root, Security
 
 HELP = """\
 Usage: minicontainer run [OPTIONS] ROOTFS COMMAND [ARG...]
@@ -122,8 +122,6 @@ def build_spec(opts: dict, positionals: list[str]) -> ContainerSpec:
     if opts["publish"]:
         if network != "bridge":
             raise UsageError(f"-p/--publish needs --network bridge, not {network!r}")
-        from minicontainer.runtime.network import parse_publish  # only now: it is not cheap
-
         ports = [parse_publish(p) for p in opts["publish"]]
 
     security = _security(opts)
@@ -185,6 +183,41 @@ def _parse_volume(spec: str) -> Mount:
         raise UsageError(f"invalid volume specification: {spec!r}: the container path must be absolute and not /")
     return Mount(kind="bind", source=os.path.normpath(source),
                  target=os.path.normpath(target), readonly=mode == "ro")
+
+
+def parse_publish(text: str) -> Port:
+    """-p [[HOSTIP:][HOSTPORT]:]CONTAINERPORT[/tcp|udp] (IPv4 only). No HOSTPORT (`-p 80`,
+    `-p 127.0.0.1::80`): a free one is picked at start (runtime/network/links.publish), as
+    docker does."""
+    want = f"invalid --publish {text!r}: want [[HOSTIP:][HOSTPORT]:]CONTAINERPORT[/tcp|udp]"
+    body, slash, protocol = text.partition("/")
+    protocol = protocol if slash else "tcp"
+    if protocol not in ("tcp", "udp"):
+        raise UsageError(f"{want} (protocol {protocol!r})")
+    parts = body.split(":")
+    if len(parts) == 1:
+        parts = ["", body]
+    if len(parts) not in (2, 3):
+        raise UsageError(want)
+    host_ip = None
+    if len(parts) == 3 and parts[0]:
+        import ipaddress  # only with -p: not on the path of a plain run
+
+        try:
+            host_ip = str(ipaddress.IPv4Address(parts[0]))
+        except ValueError:
+            raise UsageError(f"{want} ({parts[0]!r} is not an IPv4 address)") from None
+        if host_ip == "0.0.0.0":
+            host_ip = None
+    ports = []
+    for p in parts[-2:]:
+        if p == "" and not ports:
+            ports.append(None)  # the host port: pick a free one
+        elif not p.isdigit() or not 1 <= int(p) <= 65535:
+            raise UsageError(f"{want} ({p!r} is not a port number)")
+        else:
+            ports.append(int(p))
+    return Port(host_ip=host_ip, host_port=ports[0], container_port=ports[1], protocol=protocol)
 
 
 def _parse_tmpfs(spec: str) -> Mount:

@@ -166,7 +166,7 @@ def _spawn(spec, container, how: _How, unblocked=None):
         console = terminal.MasterChannel()
     else:
         winsize = console = None
-    steps = _outside_steps(spec, container)  # before any fd of ours is open: it may fail
+    spec, steps = _outside_steps(spec, container)  # before any fd of ours is open: it may fail
     err_r, err_w = os.pipe()      # child -> parent: why it failed; EOF at execve means success
     alive_r, alive_w = os.pipe()  # parent -> child: "go on" bytes; EOF tells the child we died
     # child -> parent: "r" once it has its namespaces, "h" once its mounts are made
@@ -420,19 +420,19 @@ def _winsize(rows: int, cols: int) -> bytes:
     return rows.to_bytes(2, "little") + cols.to_bytes(2, "little") + bytes(4)
 
 
-def _outside_steps(spec, container) -> list:
-    """What the runtime must do from outside, with the child's pid, after the child has
-    unshared its namespaces and before it goes on (a veth into its network namespace, say).
-    Each step is a callable taking that pid; none are needed for the default run, which
-    then costs no extra round trip."""
-    steps = []
-    if spec.network not in ("none", "host"):  # bridge, container:NAME (imports pyroute2)
-        from minicontainer.runtime import network
+def _outside_steps(spec, container) -> tuple:
+    """The spec the child gets (with the network's mounts and namespaces: a new one, the
+    caller's is left alone), and what the runtime must do from outside, with the child's
+    pid, after the child has unshared its namespaces and before it goes on (a veth into its
+    network namespace, say). Each step is a callable taking that pid; none are needed for
+    the default run, which then costs no extra round trip."""
+    if spec.network in ("none", "host"):
+        return spec, []
+    from minicontainer.runtime import network  # bridge, container:NAME (imports pyroute2)
 
-        trace.phase("network")  # resumed once the child has its namespaces (_spawn)
-
-        steps += network.prepare(spec, container)
-    return steps
+    trace.phase("network")  # resumed once the child has its namespaces (_spawn)
+    attachment = network.prepare(spec, container)
+    return attachment.applied_to(spec), attachment.steps
 
 
 def _fork(spec, cgroup: str | None) -> int:

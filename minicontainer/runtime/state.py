@@ -214,6 +214,9 @@ class Container:
         self.work = os.path.join(self.dir, "work")
         self.rootfs = os.path.join(self.dir, "rootfs")
         self.cgroup = None  # its cgroup v2 directory, set by runtime/cgroups.create
+        # What this process holds open for the container while it runs (its published host
+        # ports: runtime/network/links.publish); closed when it releases what it owns.
+        self.held: list = []
 
     def update(self, **fields) -> None:
         """Change fields of the record, atomically (write aside, rename over): readers in other
@@ -283,6 +286,8 @@ class Container:
         trace.note(f"removed the state directory {self.dir} (record, upper and work layers)")
 
     def _release_owned(self) -> None:
+        while self.held:
+            self.held.pop().close()
         errors = []
         for kind, value in reversed(self.owned()):
             module_name, _, function = RELEASERS[kind].partition(":")

@@ -1,12 +1,12 @@
 """The Python API's keyword options turned into `minicontainer run`'s flags, and -p's forms
-(runtime/network.parse_publish), including the ones without a host port."""
+(cli/run.parse_publish), including the ones without a host port."""
 from __future__ import annotations
 
 import pytest
 
 import minicontainer
 from minicontainer import harness
-from minicontainer.runtime.network import parse_publish
+from minicontainer.cli.run import parse_publish
 
 
 def test_keyword_forms_become_the_clis_flags():

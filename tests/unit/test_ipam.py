@@ -1,5 +1,6 @@
-"""Bridge address allocation (runtime/network.py Network: leases, cursor, hosts file) on a
-temp state root: files only, no root, no netlink. And the -p syntax."""
+"""Bridge address allocation (runtime/network/ipam.py: names, leases, cursor) and the files
+every container of the network sees (hosts.py), on a temp state root: files only, no root,
+no netlink."""
 from __future__ import annotations
 
 import os
@@ -7,7 +8,8 @@ import os
 import pytest
 
 from minicontainer.errors import ContainerError
-from minicontainer.runtime.network import Network
+from minicontainer.runtime.network import hosts
+from minicontainer.runtime.network.ipam import Network
 
 
 @pytest.fixture
@@ -97,21 +99,21 @@ def test_leases_name_their_container_and_the_hosts_file_lists_them(net):
     b = allocate(net, "cid-b", "host-b")
     with open(os.path.join(net.leases, a)) as f:
         assert f.read() == "cid-a host-a web\n"
-    net.write_hosts()
+    hosts.write_hosts(net)
     with open(os.path.join(net.dir, "hosts")) as f:
-        hosts = f.read()
-    assert f"{a}\thost-a web\n" in hosts and f"{b}\thost-b\n" in hosts
-    assert hosts.startswith("127.0.0.1\tlocalhost\n")
+        text = f.read()
+    assert f"{a}\thost-a web\n" in text and f"{b}\thost-b\n" in text
+    assert text.startswith("127.0.0.1\tlocalhost\n")
 
 
 def test_the_hosts_file_is_rewritten_in_place_never_shorter(net):
     allocate(net, "a", "a-long-hostname")
     allocate(net, "b")
-    net.write_hosts()
+    hosts.write_hosts(net)
     path = os.path.join(net.dir, "hosts")
     inode, size = os.stat(path).st_ino, os.stat(path).st_size
     net.release("a")
-    net.write_hosts()
+    hosts.write_hosts(net)
     assert os.stat(path).st_ino == inode  # bind-mounted: a rename would not be seen
     with open(path) as f:
         text = f.read()
@@ -125,7 +127,7 @@ def test_the_network_mounts_of_a_rootfs(net, tmp_path):
     (rootfs / "etc").mkdir(parents=True)
     (rootfs / "etc" / "hosts").write_text("")
     os.symlink("/run/resolv.conf", rootfs / "etc" / "resolv.conf")
-    mounts = net.mounts(Root(path=str(rootfs), readonly=False))
+    mounts = hosts.mounts(net, Root(path=str(rootfs), readonly=False))
     assert [(m.source, m.target, m.readonly) for m in mounts] == \
         [(os.path.join(net.dir, "hosts"), "/etc/hosts", True)]  # a symlink is left alone
 
@@ -143,3 +145,72 @@ def test_network_files_are_replaced_whole(tmp_path):
     with open(path) as f:
         assert f.read() == '{"new": 2}'
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config"]
+
+
+def test_veth_names_fit_ifnamsiz_and_differ_by_container(net):
+    names = {net.veth("a" * 64), net.veth("b" * 64)}
+    assert len(names) == 2 and all(n.startswith(net.veth_prefix) and len(n) == 15
+                                   for n in names)
+
+
+def test_a_released_address_comes_back_once_the_others_are_taken(net, monkeypatch, tmp_path):
+    monkeypatch.setenv("MINICONTAINER_SUBNET", "10.99.0.0/29")
+    small = Network(str(tmp_path / "small"))
+    first = allocate(small, "a")
+    small.release("a")
+    assert [allocate(small, f"c{i}") for i in range(5)][-1] == first
+    assert small.lease_of("a") is None and small.lease_of("c4") == first
+
+
+def test_releasing_an_unknown_container_changes_nothing(net):
+    a = allocate(net, "a")
+    assert net.release("nobody") is False and net.lease_of("a") == a
+
+
+def test_a_forgotten_network_is_derived_afresh(net, monkeypatch, tmp_path):
+    allocate(net, "a")
+    net.release("a")
+    net.forget()  # the last lease went and the network was torn down
+    monkeypatch.setenv("MINICONTAINER_SUBNET", "10.55.0.0/24")
+    again = Network(str(tmp_path))
+    assert str(again.subnet) == "10.55.0.0/24"
+    assert allocate(again, "b") == "10.55.0.2"  # the cursor went with it
+
+
+def test_resolv_conf_keeps_what_a_container_can_reach(tmp_path):
+    source = tmp_path / "resolv.conf"
+    source.write_text("nameserver 127.0.0.53\nnameserver 9.9.9.9\nnameserver ::1\n"
+                      "search example.org\noptions edns0\n# a comment\n")
+    assert hosts.resolv_conf([str(tmp_path / "missing"), str(source)]) == \
+        "nameserver 9.9.9.9\nsearch example.org\noptions edns0\n"
+    source.write_text("nameserver 127.0.0.53\n")
+    assert hosts.resolv_conf([str(source)]) == \
+        "# the host has no nameserver reachable from a container\n"
+
+
+def test_resolv_conf_is_written_once_per_network(net):
+    os.makedirs(net.dir)
+    hosts.write_resolv_conf(net)
+    with open(net.path("resolv.conf"), "a") as f:
+        f.write("# kept\n")
+    hosts.write_resolv_conf(net)  # bind-mounted into running containers: never replaced
+    with open(net.path("resolv.conf")) as f:
+        assert f.read().endswith("# kept\n")
+    hosts.remove(net)
+    assert not os.path.exists(net.path("resolv.conf"))
+
+
+def test_an_attachment_gives_a_new_spec_and_leaves_the_callers_alone():
+    from minicontainer.runtime.network import Attachment
+    from minicontainer.spec import ContainerSpec, Mount, Process, Root
+
+    mine = Mount(kind="bind", source="/h", target="/c")
+    spec = ContainerSpec(root=Root(path="/r"), process=Process(args=["true"]), mounts=[mine],
+                         namespace_paths={"ipc": "/proc/1/ns/ipc"})
+    hosts_mount = Mount(kind="bind", source="/n/hosts", target="/etc/hosts", readonly=True)
+    got = Attachment(mounts=[hosts_mount], namespace_paths={"net": "/proc/self/fd/9"}
+                     ).applied_to(spec)
+    assert got.mounts == [hosts_mount, mine] and spec.mounts == [mine]
+    assert got.namespace_paths == {"ipc": "/proc/1/ns/ipc", "net": "/proc/self/fd/9"}
+    assert spec.namespace_paths == {"ipc": "/proc/1/ns/ipc"}
+    assert got.process is spec.process and got.root is spec.root
