@@ -15,7 +15,7 @@ import time
 import pytest
 
 from conftest import PYTHON, REPO
-from minicontainer.cli import density
+from minicontainer.vm import density
 from minicontainer.testing import guest_lane
 
 pytestmark = pytest.mark.skipif(

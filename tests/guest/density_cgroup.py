@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import subprocess
 
-from minicontainer.cli import density
+from minicontainer.vm import density
 
 
 def test_density_reads_the_container_cgroup_memory_current(state_root, rootfs):

@@ -19,9 +19,9 @@ or it refuses in one line.
 """
 from __future__ import annotations
 
-import json
 import os
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
@@ -56,8 +56,34 @@ def check_memory(n: int, guest_mib: int, meminfo: str = "/proc/meminfo") -> dict
     return {"available_mib": available, "estimated_need_mib": need}
 
 
+def measure(rootfs: str, command: list[str], n: int, devices: str = "none",
+            memory: str | None = None, cpus: str | None = None, kernel: str | None = None) -> dict:
+    """The rounds at N = 1, N/2, N (`plan`) with one device model; the report (`table`
+    prints it, `draw` plots it). memory, cpus, kernel: the guests' (as `vm run` takes them).
+    Refuses first, in one line, when N VMs would not fit (`check_memory`)."""
+    from minicontainer.vm import launch
+    from minicontainer.vm.compare import _progress, _progress_bar, scratch_state
+
+    guest_mib = launch.parse_memory(memory) if memory is not None else 128
+    check_memory(n, guest_mib)  # before fetching a kernel for VMs that cannot fit
+    config = launch.VMConfig(rootfs=rootfs, args=command, kernel=kernel, devices=devices)
+    launch.check(config)
+    launch.prepare(config, progress=_progress_bar())  # the cache is filled before any timing
+    vm_flags = ["--devices", devices, "-m", f"{guest_mib}m"]
+    if cpus is not None:
+        vm_flags += ["--cpus", cpus]
+    if kernel is not None:
+        vm_flags += ["--kernel", kernel]
+    state = scratch_state()
+    try:
+        return run(rootfs, command, n, guest_mib, vm_flags, state, _progress)
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+
+
 def run(rootfs: str, command: list[str], n: int, guest_mib: int, vm_flags: list[str],
-        state: str, out_json: str | None, plot: str | None, say) -> dict:
+        state: str, say) -> dict:
+    """The rounds themselves, in state root `state`; `say` reports progress."""
     memory = check_memory(n, guest_mib)
     rounds = []
     # A SIGTERM or SIGHUP must unwind through _round's clean-up like Ctrl-C does.
@@ -69,17 +95,10 @@ def run(rootfs: str, command: list[str], n: int, guest_mib: int, vm_flags: list[
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
-    from minicontainer.cli.compare import _machine
+    from minicontainer.vm.compare import _machine
 
-    report = {"machine": _machine(), "rootfs": rootfs, "command": command, "n": n,
-              "guest_memory_mib": guest_mib, "memory_check": memory, "rounds": rounds}
-    sys.stdout.write(table(report))
-    if out_json:
-        with open(out_json, "w") as f:
-            json.dump(report, f, indent=2)
-    if plot:
-        draw(report, plot)
-    return report
+    return {"machine": _machine(), "rootfs": rootfs, "command": command, "n": n,
+            "guest_memory_mib": guest_mib, "memory_check": memory, "rounds": rounds}
 
 
 def _interrupt(signum, frame):
@@ -265,7 +284,7 @@ def _memory(group: _Group, kids, cgroup: bool) -> dict:
 # --- output ------------------------------------------------------------------------------------
 
 def table(report: dict) -> str:
-    from minicontainer.cli.compare import _m, _t
+    from minicontainer.vm.compare import _m, _t
 
     rs = report["rounds"]
     rows = []
