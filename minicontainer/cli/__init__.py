@@ -165,11 +165,11 @@ def _trace_form(args: list[str]) -> tuple[list[str], str | None]:
 
 
 def _trace_on(how: str) -> None:
-    from minicontainer.kernel import trace
+    from minicontainer.runtime import api
 
     if how not in ("text", "json"):
         raise UsageError(f"unknown --trace={how} (text or json)")
-    trace.set_enabled(True, how)
+    api.set_trace(how)
 
 
 def _say(message: str) -> None:

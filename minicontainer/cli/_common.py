@@ -1,17 +1,11 @@
-"""What the lifecycle and OCI verbs share besides their flags (cli/flags.py): the state store
-and JSON output. Not imported by `run`."""
+"""What the lifecycle and OCI verbs share besides their flags (cli/flags.py): JSON output and
+the fds a process keeps. Not imported by `run`."""
 from __future__ import annotations
 
 import os
 import sys
 
 from minicontainer.errors import UsageError
-
-
-def store(root: str | None):
-    from minicontainer.runtime.state import StateStore, state_root
-
-    return StateStore(state_root(root))
 
 
 def print_json(value) -> None:

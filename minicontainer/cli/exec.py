@@ -80,15 +80,13 @@ def main(args: list[str], root: str | None) -> int:
     else:
         if not opts["command"]:
             raise UsageError("exec: no command given: minicontainer exec CONTAINER COMMAND")
-        from minicontainer.kernel import caps
-
         added = set()
         for name in opts["cap"]:
             try:
-                cap = caps.normalize(name)
+                cap = api.capability_name(name)
             except ValueError as e:
                 raise UsageError(f"exec --cap {name}: {e}") from None
-            added |= set(caps.all_names()) if cap == "all" else {cap}
+            added |= set(api.capability_names()) if cap == "all" else {cap}
         proc, security = api.exec_process(
             container, opts["command"], env=env_of(opts["env"]), user=opts["user"],
             cwd=opts["workdir"], privileged=opts["privileged"], terminal=opts["tty"],

@@ -14,9 +14,9 @@ VERB = Verb("gc", "", "Remove containers whose runtime is gone, and scratch dire
 
 def main(args: list[str], root: str | None) -> int:
     VERB.parse(args)
-    from minicontainer.runtime.state import StateStore, state_root
+    from minicontainer.runtime import api
 
-    for cid in StateStore(state_root(root)).collect_garbage():
+    for cid in api.collect_garbage(root):
         sys.stdout.write(f"removed {cid[:12]}\n")
     from minicontainer.vm import scratch  # VM runs' scratch dirs whose owner was SIGKILLed
 

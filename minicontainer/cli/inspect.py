@@ -1,7 +1,7 @@
 """`minicontainer inspect CONTAINER...`: everything recorded about containers, as JSON."""
 from __future__ import annotations
 
-from minicontainer.cli._common import print_json, store
+from minicontainer.cli._common import print_json
 from minicontainer.cli.flags import Verb
 
 VERB = Verb("inspect", "CONTAINER...", "Print what is known about containers as JSON.",
@@ -10,20 +10,7 @@ VERB = Verb("inspect", "CONTAINER...", "Print what is known about containers as 
 
 def main(args: list[str], root: str | None) -> int:
     opts = VERB.parse(args)
-    s = store(root)
-    out = []
-    for ref in opts["containers"]:
-        c = s.lookup(ref)
-        r = dict(c.record)
-        status = c.status()
-        r["status"] = status
-        r["running"] = status == "running"
-        if status not in ("created", "running"):
-            r["pid"] = 0
-        for private in ("pid_start", "runtime_start"):
-            r.pop(private, None)
-        r["owned"] = [f"{kind} {value}" for kind, value in c.owned()]
-        r["state_dir"] = c.dir
-        out.append(r)
-    print_json(out)
+    from minicontainer.runtime import api
+
+    print_json([api.inspect(ref, root) for ref in opts["containers"]])
     return 0

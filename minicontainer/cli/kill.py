@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from minicontainer.cli.flags import Verb
 from minicontainer.errors import UsageError
-from minicontainer.runtime import api, lifecycle
+from minicontainer.runtime import api
 
 VERB = Verb("kill", "[-s SIGNAL] [--all] CONTAINER [SIGNAL]",
             "Send a signal (default SIGTERM) to a container's first process.",
@@ -20,6 +20,6 @@ def main(args: list[str], root: str | None) -> int:
     opts = VERB.parse(args)
     if opts["signal"] and opts["sig"]:
         raise UsageError("kill: give the signal once: -s SIG or the argument after the id")
-    sig = lifecycle.parse_signal(opts["signal"] or opts["sig"] or "TERM")
+    sig = api.signal_number(opts["signal"] or opts["sig"] or "TERM")
     api.kill(opts["container"], sig, opts["all"], root)
     return 0

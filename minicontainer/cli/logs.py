@@ -5,7 +5,6 @@ import os
 import sys
 import time
 
-from minicontainer.cli._common import store
 from minicontainer.cli.flags import Verb
 from minicontainer.errors import ContainerError
 
@@ -15,11 +14,9 @@ VERB = Verb("logs", "[-f] CONTAINER", "Print a detached container's output (run 
 
 def main(args: list[str], root: str | None) -> int:
     opts = VERB.parse(args)
-    container = store(root).lookup(opts["container"])
-    path = container.record.get("log")
-    if not path:
-        raise ContainerError(f'container "{opts["container"]}" keeps no log: only containers '
-                             "started with run -d do (the others write to their caller)")
+    from minicontainer.runtime import api
+
+    path = api.log_path(opts["container"], root)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -32,7 +29,7 @@ def main(args: list[str], root: str | None) -> int:
                 out.write(data)
                 continue
             out.flush()
-            if not opts["follow"] or not _running(container):
+            if not opts["follow"] or not _running(api, opts["container"], root):
                 # one last read: what it wrote just before it stopped
                 rest = os.read(fd, 1 << 20)
                 out.write(rest)
@@ -48,5 +45,8 @@ def main(args: list[str], root: str | None) -> int:
     return 0
 
 
-def _running(container) -> bool:
-    return os.path.isdir(container.dir) and container.status() in ("created", "running", "paused")
+def _running(api, ref: str, root: str | None) -> bool:
+    try:
+        return api.state(ref, root)["status"] in ("created", "running", "paused")
+    except ContainerError:  # removed meanwhile
+        return False

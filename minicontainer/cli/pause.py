@@ -3,14 +3,13 @@ cgroup v2's cgroup.freeze; `resume` thaws it. containerd (`ctr task pause`), Doc
 (`docker pause`) and podman call it."""
 from __future__ import annotations
 
-from minicontainer.cli._common import store
 from minicontainer.cli.flags import Verb
-from minicontainer.runtime import lifecycle
+from minicontainer.runtime import api
 
 VERB = Verb("pause", "ID", "Freeze every process of a running container.", positionals=["id"])
 
 
 def main(args: list[str], root: str | None) -> int:
     opts = VERB.parse(args)
-    lifecycle.pause(store(root).lookup(opts["id"], exact=True))
+    api.pause(opts["id"], root)
     return 0

@@ -13,7 +13,6 @@ from __future__ import annotations
 import sys
 import time
 
-from minicontainer.cli._common import store
 from minicontainer.cli.flags import Verb
 from minicontainer.errors import ContainerError, UsageError
 
@@ -33,12 +32,13 @@ def main(args: list[str], root: str | None) -> int:
     if opts["container"] is not None:
         if opts["all"] or opts["quiet"]:
             raise UsageError("ps: -a and -q list containers; they take no container id")
-        return processes(store(root).lookup(opts["container"], exact=True),
-                         opts["format"] or "table", opts["ps_args"])
+        return processes(opts["container"], root, opts["format"] or "table", opts["ps_args"])
     if opts["format"]:
         raise UsageError("ps: --format lists the processes of a container: give its id")
+    from minicontainer.runtime import api
+
     rows = []
-    for c in store(root).containers():
+    for c in api.list(root):
         status = c.status()
         if status != "running" and not opts["all"]:
             continue
@@ -57,18 +57,14 @@ def main(args: list[str], root: str | None) -> int:
     return 0
 
 
-def processes(container, fmt: str, ps_args: list[str]) -> int:
+def processes(cid: str, root: str | None, fmt: str, ps_args: list[str]) -> int:
     """runc ps: the container's pids as JSON, or ps(1)'s lines for them under its header."""
-    from minicontainer.runtime import lifecycle
+    if fmt == "json" and ps_args:
+        raise UsageError("ps: --format json takes no ps arguments")
+    from minicontainer.runtime import api
 
-    status = container.status()
-    if status not in ("created", "running", "paused"):
-        raise ContainerError(f'cannot list the processes of container "{container.id}": '
-                             f"it is {status}")
-    pids = lifecycle.pids(container)
+    pids = api.processes(cid, root)
     if fmt == "json":
-        if ps_args:
-            raise UsageError("ps: --format json takes no ps arguments")
         sys.stdout.write("[" + ",".join(map(str, pids)) + "]\n")
         return 0
     import subprocess

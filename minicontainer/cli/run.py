@@ -227,11 +227,11 @@ def _parse_tmpfs(spec: str) -> Mount:
     fields = [o for o in options.split(",") if o]
     readonly = "ro" in fields
     fields = [o for o in fields if o not in ("ro", "rw")]
-    from minicontainer.kernel.syscalls import MS_NODEV, MS_NOSUID
+    from minicontainer.runtime import api
 
     return Mount(kind="tmpfs", source="tmpfs", target=os.path.normpath(target),
                  readonly=readonly, options=",".join(fields) or "mode=1777",
-                 flags=MS_NOSUID | MS_NODEV)  # docker's defaults
+                 flags=api.mount_flags("nosuid", "nodev"))  # docker's defaults
 
 
 def _parse_device(text: str) -> tuple[tuple, str]:
@@ -259,15 +259,15 @@ def _parse_device(text: str) -> tuple[tuple, str]:
 
 
 def _security(opts: dict) -> Security:
-    from minicontainer.kernel import caps
+    from minicontainer.runtime import api
 
     privileged = bool(opts.get("privileged"))
     try:
-        add = {caps.normalize(c) for c in opts["cap_add"]}
-        drop = {caps.normalize(c) for c in opts["cap_drop"]}
+        add = {api.capability_name(c) for c in opts["cap_add"]}
+        drop = {api.capability_name(c) for c in opts["cap_drop"]}
     except ValueError as e:
         raise UsageError(str(e))
-    keep = set(caps.all_names()) if privileged or "all" in add else set(caps.DEFAULT)
+    keep = set(api.capability_names(default=not (privileged or "all" in add)))
     keep |= add - {"all"}
     keep = set() if "all" in drop else keep - drop
 

@@ -1,7 +1,7 @@
 """`minicontainer state ID` (OCI): the container's state, as the runtime spec defines it."""
 from __future__ import annotations
 
-from minicontainer.cli._common import print_json, store
+from minicontainer.cli._common import print_json
 from minicontainer.cli.flags import Verb
 
 OCI_VERSION = "1.0.2"
@@ -11,7 +11,9 @@ VERB = Verb("state", "ID", "Print the OCI state of a container as JSON.", positi
 
 def main(args: list[str], root: str | None) -> int:
     opts = VERB.parse(args)
-    print_json(oci_state(store(root).lookup(opts["id"], exact=True)))
+    from minicontainer.runtime import api
+
+    print_json(oci_state(api.lookup(opts["id"], root, exact=True)))
     return 0
 
 

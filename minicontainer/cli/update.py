@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import sys
 
-from minicontainer.cli._common import store
 from minicontainer.cli.flags import Verb
-from minicontainer.errors import ContainerError, UsageError
+from minicontainer.errors import UsageError
 
 # runc's flag -> (its place in linux.resources, how its value is read)
 FLAGS = {
@@ -47,24 +46,15 @@ VERB = Verb("update", "[-r FILE|-] [--memory N] [--cpu-quota N] ... ID",
 def main(args: list[str], root: str | None) -> int:
     opts = VERB.parse(args)
     resources = parse(opts)
-    container = store(root).lookup(opts["id"], exact=True)
-    status = container.status()
-    if status not in ("created", "running", "paused"):
-        raise ContainerError(f'cannot update container "{container.id}": it is {status}')
     from minicontainer import oci
 
     try:
         limits = oci._resources(resources)
     except oci.Refused as e:
         raise UsageError("update: " + str(e).removeprefix("config.json: ")) from None
-    if limits is None:
-        return 0  # nothing set: runc writes the same values back; there are none here
-    from minicontainer.runtime import cgroups, lifecycle
+    from minicontainer.runtime import api
 
-    path = lifecycle.cgroup_path(container)
-    if not path:
-        raise ContainerError(f'cannot update container "{container.id}": it has no cgroup v2')
-    cgroups.update(path, limits)
+    api.update(opts["id"], limits, root)  # None: nothing set, runc writes the same values back
     return 0
 
 

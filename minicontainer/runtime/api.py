@@ -3,8 +3,10 @@
     front ends (cli/, the OCI verbs, minicontainer.run / Container)
         │   parse and print; build a spec.ContainerSpec
         ▼
-    runtime/api.py       create start run run_detached exec kill stop delete state list logs
-        │
+    runtime/api.py       create start run run_detached exec kill stop delete state list logs,
+        │                pause resume update stats events processes inspect collect_garbage,
+        │                and the names a front end checks flags against (signals,
+        │                capabilities, mount flags) and the --trace switch
         ▼
     launch.py (the launch sequence), lifecycle.py (verbs on a recorded container),
     exec.py (join a running one), state.py (the records)
@@ -18,6 +20,7 @@ Imports stay lazy: `minicontainer run` goes through here, and start-up time is a
 """
 from __future__ import annotations
 
+from minicontainer.errors import ContainerError
 from minicontainer.runtime.state import StateStore, state_root
 
 
@@ -108,6 +111,26 @@ def exec(ref: str, proc, security, root: str | None = None, exact: bool = False,
     return exec_in(lookup(ref, root, exact), proc, security, **how)
 
 
+def pause(ref: str, root: str | None = None, exact: bool = True) -> None:
+    """Freeze every process of the container (its cgroup v2's cgroup.freeze)."""
+    from minicontainer.runtime import lifecycle
+
+    lifecycle.pause(lookup(ref, root, exact))
+
+
+def resume(ref: str, root: str | None = None, exact: bool = True) -> None:
+    from minicontainer.runtime import lifecycle
+
+    lifecycle.resume(lookup(ref, root, exact))
+
+
+def update(ref: str, resources, root: str | None = None, exact: bool = True) -> None:
+    """New resource limits (a spec.Resources; None: nothing to change) for a live container."""
+    from minicontainer.runtime import lifecycle
+
+    lifecycle.update(lookup(ref, root, exact), resources)
+
+
 def kill(ref: str, sig: int = 15, all_processes: bool = False, root: str | None = None,
          exact: bool = False) -> None:
     from minicontainer.runtime import lifecycle
@@ -156,10 +179,57 @@ def list(root: str | None = None) -> list:  # noqa: A001  (the verb's name: runc
     return store(root).containers()
 
 
+def inspect(ref: str, root: str | None = None) -> dict:
+    """Everything recorded about the container, for people: its record with the status
+    reconciled, `running`, what it owns and where its state is; no start times."""
+    c = lookup(ref, root)
+    r = dict(c.record)
+    status = c.status()
+    r["status"] = status
+    r["running"] = status == "running"
+    if status not in ("created", "running"):
+        r["pid"] = 0
+    for private in ("pid_start", "runtime_start"):
+        r.pop(private, None)
+    r["owned"] = [f"{kind} {value}" for kind, value in c.owned()]
+    r["state_dir"] = c.dir
+    return r
+
+
+def processes(ref: str, root: str | None = None, exact: bool = True) -> list[int]:
+    """Every process of a live container, as host pids (its cgroup's)."""
+    from minicontainer.runtime import lifecycle
+
+    container = lookup(ref, root, exact)
+    status = container.status()
+    if status not in ("created", "running", "paused"):
+        raise ContainerError(f'cannot list the processes of container "{container.id}": '
+                             f"it is {status}")
+    return lifecycle.pids(container)
+
+
+def stats(ref: str, root: str | None = None, exact: bool = True) -> dict:
+    """A live container's resource usage as runc's types.Stats (lifecycle.stats)."""
+    from minicontainer.runtime import lifecycle
+
+    return lifecycle.stats(lookup(ref, root, exact))
+
+
+def events(ref: str, interval: float, root: str | None = None, exact: bool = True):
+    """runc's events, as (kind, data) pairs until the container stops: ("stats", the
+    stats) every `interval` seconds, and ("oom", None) for each OOM kill in it."""
+    from minicontainer.runtime import lifecycle
+
+    return lifecycle.events(lookup(ref, root, exact), interval)
+
+
+def collect_garbage(root: str | None = None) -> list[str]:
+    """Remove every container whose runtime is gone (state.py); their ids."""
+    return store(root).collect_garbage()
+
+
 def log_path(ref: str, root: str | None = None) -> str:
     """The file a detached container's output goes to; ContainerError for any other."""
-    from minicontainer.errors import ContainerError
-
     path = lookup(ref, root).record.get("log")
     if not path:
         raise ContainerError(f'container "{ref}" keeps no log: only containers started with '
@@ -174,3 +244,47 @@ def logs(ref: str, root: str | None = None) -> bytes:
             return f.read()
     except FileNotFoundError:
         return b""
+
+
+# The names a front end checks its flags against.
+
+def signal_number(text: str) -> int:
+    """'9', 'KILL', 'SIGKILL', 'RTMIN+3' -> the signal's number; ContainerError if unknown."""
+    from minicontainer.runtime import lifecycle
+
+    return lifecycle.parse_signal(text)
+
+
+def capability_name(text: str) -> str:
+    """'CAP_NET_ADMIN', 'net_admin', 'ALL' -> 'net_admin', 'all' (names as spec.Security
+    holds them); ValueError, with a message naming it, for one this kernel does not know."""
+    from minicontainer.kernel import caps
+
+    return caps.normalize(text)
+
+
+def capability_names(default: bool = False) -> tuple[str, ...]:
+    """Every capability this kernel has, or (default) the set a container keeps unless told
+    otherwise (docker's)."""
+    from minicontainer.kernel import caps
+
+    return tuple(caps.DEFAULT) if default else caps.all_names()
+
+
+def mount_flags(*options: str) -> int:
+    """The MS_* flags of mount(8) options ("nosuid", "nodev", "noexec"...), for
+    spec.Mount.flags."""
+    from minicontainer.kernel import syscalls
+
+    flags = 0
+    for option in options:
+        flags |= getattr(syscalls, "MS_" + option.upper())
+    return flags
+
+
+def set_trace(how: str | None) -> None:
+    """--trace: every syscall and step of the runtime on stderr, as text or "json" lines
+    (None: off). Forked processes inherit it."""
+    from minicontainer.kernel import trace
+
+    trace.set_enabled(how is not None, how or "text")

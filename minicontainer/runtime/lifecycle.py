@@ -161,6 +161,97 @@ def _freeze(container, verb: str, frozen: bool) -> None:
         time.sleep(0.005)
 
 
+def update(container, resources) -> None:
+    """New limits (a spec.Resources) for a live container's cgroup, as `run` writes them
+    (cgroups.update refuses, in one line, what this host cannot enforce). None: nothing to
+    change, the container must be live all the same (as runc)."""
+    status = container.status()
+    if status not in ("created", "running", "paused"):
+        raise ContainerError(f'cannot update container "{container.id}": it is {status}')
+    if resources is None:
+        return
+    path = cgroup_path(container)
+    if not path:
+        raise ContainerError(f'cannot update container "{container.id}": it has no cgroup v2')
+    from minicontainer.runtime import cgroups
+
+    cgroups.update(path, resources)
+
+
+def _stats_path(container) -> str:
+    """The cgroup whose files `stats` reads; ContainerError unless the container is live and
+    has one."""
+    if container.status() not in ("created", "running", "paused"):
+        raise ContainerError(f'container "{container.id}" is not running')
+    path = cgroup_path(container)
+    if not path:
+        raise ContainerError(f'container "{container.id}" has no cgroup v2: no stats to show')
+    return path
+
+
+def stats(container) -> dict:
+    """runc's types.Stats from the container's cgroup v2 files, under runc's names: cpu
+    from cpu.stat (always there), memory from memory.current/peak/max/stat and pids from
+    pids.current/max when those controllers are enabled (else the processes in
+    cgroup.procs). A field this host does not account is absent, not zero."""
+    return _stats(_stats_path(container))
+
+
+def _stats(path: str) -> dict:
+    from minicontainer.runtime.cgroups import _keyed, _single  # absent file: {} and None
+
+    data: dict = {}
+    cpu = _keyed(f"{path}/cpu.stat")
+    if "usage_usec" in cpu:
+        data["cpu"] = {"usage": {"total": cpu["usage_usec"] * 1000,
+                                 "kernel": cpu.get("system_usec", 0) * 1000,
+                                 "user": cpu.get("user_usec", 0) * 1000}}
+        if "nr_periods" in cpu:
+            data["cpu"]["throttling"] = {"periods": cpu["nr_periods"],
+                                         "throttledPeriods": cpu["nr_throttled"],
+                                         "throttledTime": cpu.get("throttled_usec", 0) * 1000}
+    current = _single(f"{path}/memory.current")
+    if current is not None:
+        usage = {"usage": current, "limit": _single(f"{path}/memory.max") or (1 << 64) - 1,
+                 "failcnt": _keyed(f"{path}/memory.events").get("max", 0)}
+        peak = _single(f"{path}/memory.peak")
+        if peak is not None:
+            usage["max"] = peak
+        data["memory"] = {"usage": usage, "raw": _keyed(f"{path}/memory.stat")}
+    pids = _single(f"{path}/pids.current")
+    if pids is None:
+        pids = len(_cgroup_pids(path))
+    data["pids"] = {"current": pids}
+    limit = _single(f"{path}/pids.max")
+    if limit is not None:
+        data["pids"]["limit"] = limit
+    return data
+
+
+def events(container, interval: float):
+    """runc's events until the container stops: ("stats", stats) every `interval` seconds,
+    ("oom", None) for each OOM kill the kernel counts in its cgroup (memory.events)."""
+    from minicontainer.runtime.cgroups import _keyed
+
+    path = _stats_path(container)
+
+    def oom_kills() -> int:
+        return _keyed(f"{path}/memory.events").get("oom_kill", 0)
+
+    ooms = oom_kills()
+    next_stats = time.monotonic()
+    while container.status() in ("created", "running", "paused"):
+        at = time.monotonic()
+        if at >= next_stats:
+            yield "stats", _stats(path)
+            next_stats = at + interval
+        kills = oom_kills()
+        for _ in range(kills - ooms):
+            yield "oom", None
+        ooms = kills
+        time.sleep(min(0.2, max(0.0, next_stats - time.monotonic())))
+
+
 def pids(container) -> list[int]:
     """Every process of the container, as host pids (its cgroup's, sub-cgroups included);
     without a cgroup, its first process alone."""
