@@ -306,7 +306,7 @@ def report(spec, path: str | None, status: int) -> None:
         return
     lines = []
     if resources.memory is not None:
-        events = _keyed(f"{path}/memory.events")
+        events = read_keyed(f"{path}/memory.events")
         if events.get("oom_kill"):
             # oom_kill counts kills, not processes: with memory.oom.group the victim is
             # counted once as the victim and once with its group.
@@ -316,7 +316,7 @@ def report(spec, path: str | None, status: int) -> None:
                 f"{events.get('max', 0)}, oom {events.get('oom', 0)}, oom_kill "
                 f"{events['oom_kill']}); exit status {status}")
     if resources.pids_limit is not None:
-        refused = _keyed(f"{path}/pids.events").get("max", 0)
+        refused = read_keyed(f"{path}/pids.events").get("max", 0)
         if refused:
             lines.append(f"pids.max={resources.pids_limit} refused {refused} fork(s) "
                          "(pids.events max)")
@@ -327,9 +327,9 @@ def report(spec, path: str | None, status: int) -> None:
 
 
 def stats_lines(path: str) -> list[str]:
-    cpu = _keyed(f"{path}/cpu.stat")
+    cpu = read_keyed(f"{path}/cpu.stat")
     lines = ["stats:"]
-    peak = _single(f"{path}/memory.peak")
+    peak = read_single(f"{path}/memory.peak")
     lines.append("  memory peak     " + (_size(peak) if peak is not None else
                                          "n/a (no memory controller in cgroup v2 here)"))
     if "user_usec" in cpu:
@@ -342,20 +342,23 @@ def stats_lines(path: str) -> list[str]:
                      f"{cpu.get('throttled_usec', 0) / 1e6:.3f} s")
     else:
         lines.append("  cpu throttled   n/a (no cpu controller in cgroup v2 here)")
-    pids = _single(f"{path}/pids.peak")
+    pids = read_single(f"{path}/pids.peak")
     lines.append("  pids peak       " + (str(pids) if pids is not None else
                                          "n/a (no pids controller or pids.peak here)"))
     return lines
 
 
-def _keyed(path: str) -> dict[str, int]:
+def read_keyed(path: str) -> dict[str, int]:
+    """A "key value" file (cpu.stat, memory.events...); {} when absent or unreadable (a
+    controller this host does not enable, a cgroup already removed)."""
     try:
         return cgroupfs.keyed(path)
     except CgroupError:
         return {}
 
 
-def _single(path: str):
+def read_single(path: str):
+    """A one-number file (memory.current, pids.max...); None when absent or unreadable."""
     try:
         return cgroupfs.single(path)
     except (CgroupError, ValueError):

@@ -198,10 +198,10 @@ def stats(container) -> dict:
 
 
 def _stats(path: str) -> dict:
-    from minicontainer.runtime.cgroups import _keyed, _single  # absent file: {} and None
+    from minicontainer.runtime.cgroups import read_keyed, read_single  # absent: {} and None
 
     data: dict = {}
-    cpu = _keyed(f"{path}/cpu.stat")
+    cpu = read_keyed(f"{path}/cpu.stat")
     if "usage_usec" in cpu:
         data["cpu"] = {"usage": {"total": cpu["usage_usec"] * 1000,
                                  "kernel": cpu.get("system_usec", 0) * 1000,
@@ -210,19 +210,19 @@ def _stats(path: str) -> dict:
             data["cpu"]["throttling"] = {"periods": cpu["nr_periods"],
                                          "throttledPeriods": cpu["nr_throttled"],
                                          "throttledTime": cpu.get("throttled_usec", 0) * 1000}
-    current = _single(f"{path}/memory.current")
+    current = read_single(f"{path}/memory.current")
     if current is not None:
-        usage = {"usage": current, "limit": _single(f"{path}/memory.max") or (1 << 64) - 1,
-                 "failcnt": _keyed(f"{path}/memory.events").get("max", 0)}
-        peak = _single(f"{path}/memory.peak")
+        usage = {"usage": current, "limit": read_single(f"{path}/memory.max") or (1 << 64) - 1,
+                 "failcnt": read_keyed(f"{path}/memory.events").get("max", 0)}
+        peak = read_single(f"{path}/memory.peak")
         if peak is not None:
             usage["max"] = peak
-        data["memory"] = {"usage": usage, "raw": _keyed(f"{path}/memory.stat")}
-    pids = _single(f"{path}/pids.current")
+        data["memory"] = {"usage": usage, "raw": read_keyed(f"{path}/memory.stat")}
+    pids = read_single(f"{path}/pids.current")
     if pids is None:
         pids = len(_cgroup_pids(path))
     data["pids"] = {"current": pids}
-    limit = _single(f"{path}/pids.max")
+    limit = read_single(f"{path}/pids.max")
     if limit is not None:
         data["pids"]["limit"] = limit
     return data
@@ -231,12 +231,12 @@ def _stats(path: str) -> dict:
 def events(container, interval: float):
     """runc's events until the container stops: ("stats", stats) every `interval` seconds,
     ("oom", None) for each OOM kill the kernel counts in its cgroup (memory.events)."""
-    from minicontainer.runtime.cgroups import _keyed
+    from minicontainer.runtime.cgroups import read_keyed
 
     path = _stats_path(container)
 
     def oom_kills() -> int:
-        return _keyed(f"{path}/memory.events").get("oom_kill", 0)
+        return read_keyed(f"{path}/memory.events").get("oom_kill", 0)
 
     ooms = oom_kills()
     next_stats = time.monotonic()
