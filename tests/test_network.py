@@ -359,6 +359,21 @@ def test_container_joins_another_containers_network(mc, mc_cmd, rootfs, net):
         stop(first)
 
 
+def test_joining_leaves_no_fd_in_a_long_lived_caller(rootfs, state_root):
+    """The Python API runs in the caller's process: the fd of the other container's network
+    namespace, held for the child's setns, is closed with the container, not collected."""
+    import minicontainer
+
+    with minicontainer.Container(rootfs, ["sleep", "60"], root=state_root, name="netowner"):
+        minicontainer.run(rootfs, ["true"], root=state_root, network="container:netowner",
+                          check=True)  # the first run imports what it needs
+        before = sorted(os.listdir("/proc/self/fd"))
+        for _ in range(3):
+            minicontainer.run(rootfs, ["true"], root=state_root,
+                              network="container:netowner", check=True)
+        assert sorted(os.listdir("/proc/self/fd")) == before
+
+
 def test_joining_a_missing_container_fails_cleanly(mc, rootfs):
     r = mc("run", "--network", "container:nosuch", rootfs, "true")
     assert r.returncode == 125

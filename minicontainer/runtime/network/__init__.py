@@ -107,6 +107,9 @@ def _join(spec, container, name: str) -> Attachment:
     if other.id == container.id or not other.alive():
         raise ContainerError(f'cannot join the network of "{name}": it is not running')
     fd = os.open(f"/proc/{other.record['pid']}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    # ours until the container is released (a long-lived caller, the Python API, must not
+    # collect one per container)
+    container.held.append(open(fd, "rb", buffering=0))
     net = Network(container.store.root)
     found = net.in_use() and net.lease_of(other.id)
     return Attachment(mounts=hosts.mounts(net, spec.root) if found else (),
