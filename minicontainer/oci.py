@@ -135,7 +135,7 @@ def to_spec(config: dict, bundle: str, cid: str, no_pivot: bool = False) -> Cont
         process=process, hostname=hostname or (cid[:12] if "uts" in namespaces else None),
         mounts=mounts, namespaces=tuple(namespaces), security=security,
         network="none" if "net" in namespaces else "host", namespace_paths=paths,
-        resources=_resources(linux.get("resources") or {}), devices=devices,
+        resources=resources(linux.get("resources") or {}), devices=devices,
         sysctl=sysctl, system_mounts=False, rootfs_propagation=rootfs_propagation,
         masked_paths=tuple(linux.get("maskedPaths") or ()),
         readonly_paths=tuple(linux.get("readonlyPaths") or ()),
@@ -441,7 +441,7 @@ def check_sysctl(sysctl: dict, own: set[str]) -> None:
             refuse(f"linux.sysctl {key}", f"the container shares the host's {need} namespace")
 
 
-def _resources(r: dict) -> Resources | None:
+def resources(r: dict) -> Resources | None:
     """linux.resources -> Resources (docker's units); runtime/cgroups.py refuses what this
     host cannot enforce. devices: _devices (the device cgroup, runtime/devices.py)."""
     for key in r:

@@ -11,7 +11,7 @@ VERB = Verb("delete", "[--force] ID", "Delete a stopped container (--force: any)
 
 def main(args: list[str], root: str | None) -> int:
     opts = VERB.parse(args)
-    if opts["force"] and opts["id"] not in api.store(root).ids():
+    if opts["force"] and not api.exists(opts["id"], root):
         return 0
     api.delete(opts["id"], opts["force"], root, exact=True)
     return 0

@@ -3,7 +3,7 @@ limits of a live container. Docker (`docker update`) and containerd send `-r -`,
 linux.resources object on stdin.
 
 The flags are turned into that same object, and both go through the translation `create`
-uses (oci._resources) and the cgroup v2 writes `run` uses (runtime/cgroups.py): a limit the
+uses (oci.resources) and the cgroup v2 writes `run` uses (runtime/cgroups.py): a limit the
 host cannot enforce is refused with one line, never ignored. Removing a limit (0 or -1) is
 refused too: this runtime keeps no record of the value to restore.
 """
@@ -49,7 +49,7 @@ def main(args: list[str], root: str | None) -> int:
     from minicontainer import oci
 
     try:
-        limits = oci._resources(resources)
+        limits = oci.resources(resources)
     except oci.Refused as e:
         raise UsageError("update: " + str(e).removeprefix("config.json: ")) from None
     from minicontainer.runtime import api

@@ -28,6 +28,11 @@ def store(root: str | None = None) -> StateStore:
     return StateStore(state_root(root))
 
 
+def exists(cid: str, root: str | None = None) -> bool:
+    """Whether a container with exactly this id is recorded."""
+    return cid in store(root).ids()
+
+
 def lookup(ref: str, root: str | None = None, exact: bool = False):
     """The recorded container (a state.Container); ContainerError if there is none."""
     return store(root).lookup(ref, exact)
