@@ -31,15 +31,13 @@ from __future__ import annotations
 
 import os
 
-import _signal
 import prctl  # python-prctl: set_proctitle for the intermediate (see _intermediate)
 
-from minicontainer.errors import BY_KIND, ContainerError
+from minicontainer.errors import ContainerError
 from minicontainer.kernel import caps, syscalls  # noqa: F401  caps: prctl, before setns(mnt)
-from minicontainer.runtime import process, seccomp, terminal
-from minicontainer.runtime.launch import (FORWARDED_SIGNALS, _read_all, _wait, fail,
-                                          _winsize, check_env)
-from minicontainer.runtime.state import signal_process as _kill
+from minicontainer.runtime import process, protocol, seccomp, terminal
+from minicontainer.runtime.launch import check_env
+from minicontainer.runtime.protocol import kill_and_reap
 
 # The order of setns: mnt last of those joined at once (after it the host's files are out of
 # reach); pid alone, later: it applies to the intermediate's children only.
@@ -78,43 +76,41 @@ def exec_in(container, proc, security, detach: bool = False, pid_file: str | Non
         hostname = (container.record.get("exec") or {}).get("hostname") or container.id[:12]
         winsize = terminal.terminal_size() if proc.terminal and not console_socket else None
         if proc.terminal and proc.console_size:  # OCI process.consoleSize
-            winsize = _winsize(*proc.console_size)
-        channel = terminal.MasterChannel() if proc.terminal else None
-        err_r, err_w = os.pipe()  # both children -> runtime: why it failed; EOF at execve
+            winsize = terminal.pack_winsize(*proc.console_size)
+        # both children -> runtime: why it failed, EOF at execve (runtime/protocol.py); no
+        # stops on the way, nothing to tell them: no alive pipe
+        channel = protocol.Channel(alive=False,
+                                   console=terminal.MasterChannel() if proc.terminal else None)
         pid_r, pid_w = os.pipe()  # intermediate -> runtime: the pid of the process
         process.preload(proc)  # the children's setns(mnt) leaves the host's library behind
         intermediate = syscalls.fork(0, cgroup_fd)
         if intermediate == 0:
-            os.close(err_r)
+            channel.child_side()
             os.close(pid_r)
-            _intermediate(proc, security, namespaces, root, hostname, winsize, err_w, pid_w,
-                          channel, stdio, seccomp_filter)
+            _intermediate(proc, security, namespaces, root, hostname, winsize, channel, pid_w,
+                          stdio, seccomp_filter)
     finally:
         for fd in fds:
             os.close(fd)
-    os.close(err_w)
+    channel.parent_side()
     os.close(pid_w)
     child = None
     waiting = [intermediate]  # what to kill and reap if we are interrupted
     try:
-        master = channel.receive() if channel else None
-        child = int(_read_all(pid_r) or 0) or None
+        master = channel.receive_console()
+        child = int(protocol.read_all(pid_r) or 0) or None
         if child:
             waiting.append(child)
         _, how = os.waitpid(intermediate, 0)
         waiting.remove(intermediate)
-        failure = _read_all(err_r)
+        failure = channel.read_failure()
     except BaseException:
-        for p in waiting:
-            _kill(p, _signal.SIGKILL)
-            os.waitpid(p, 0)
+        kill_and_reap(*waiting)
         raise
     if failure or child is None:
         if child:
             os.waitpid(child, 0)
-        kind, _, message = failure.decode(errors="replace").partition("\n")
-        raise BY_KIND.get(kind, ContainerError)(
-            message or f"exec failed: status {os.waitstatus_to_exitcode(how)}")
+        protocol.raise_failure(failure, f"exec failed: status {os.waitstatus_to_exitcode(how)}")
     if pid_file:
         from minicontainer.runtime.state import write_atomic
 
@@ -130,13 +126,11 @@ def exec_in(container, proc, security, detach: bool = False, pid_file: str | Non
         try:
             supervise(child)
         except BaseException:
-            _kill(child, _signal.SIGKILL)
-            os.waitpid(child, 0)
+            kill_and_reap(child)
             raise
     else:
-        for sig in FORWARDED_SIGNALS:
-            _signal.signal(sig, lambda signum, frame: _kill(child, signum))
-    return _wait(child)
+        protocol.forward_signals(child)
+    return protocol.wait(child)
 
 
 def _namespace_fds(pid: int) -> dict[str, int]:
@@ -155,8 +149,8 @@ def _namespace_fds(pid: int) -> dict[str, int]:
     return fds
 
 
-def _intermediate(proc, security, namespaces, root, hostname, winsize, err_w, pid_w,
-                  channel, stdio=None, seccomp_filter=None) -> None:
+def _intermediate(proc, security, namespaces, root, hostname, winsize, channel, pid_w,
+                  stdio=None, seccomp_filter=None) -> None:
     """Never returns: enters the container but its pid namespace, then forks the process
     that runs the command there (see the module's docstring), or reports why not."""
     try:
@@ -174,11 +168,11 @@ def _intermediate(proc, security, namespaces, root, hostname, winsize, err_w, pi
         os.chroot(".")
         os.chdir("/")
         # Only these survive: no host directory, file or namespace reaches the container.
-        keep = [err_w, pid_w, *range(3, 3 + proc.preserve_fds)]
+        keep = [channel.err_w, pid_w, *range(3, 3 + proc.preserve_fds)]
         if "pid" in namespaces:
             keep.append(namespaces["pid"])
-        if channel:
-            keep.append(channel.child.fileno())
+        if channel.console:
+            keep.append(channel.console.child.fileno())
         for target, fd in enumerate(stdio or ()):  # the caller's pipes (None: the default)
             if fd is not None:
                 os.dup2(fd, target)
@@ -188,9 +182,9 @@ def _intermediate(proc, security, namespaces, root, hostname, winsize, err_w, pi
             os.dup2(null, 0)
             os.close(null)
         slave = None
-        if channel:
+        if channel.console:
             master, slave = terminal.open_pty("/dev/pts/ptmx", winsize)
-            channel.send(master)
+            channel.console.send(master)
         user = process.resolve_user(proc.user, proc.groups)
         env = process.build_env(proc.env, hostname, user, proc.terminal)
         if proc.rlimits:
@@ -213,14 +207,14 @@ def _intermediate(proc, security, namespaces, root, hostname, winsize, err_w, pi
         child = syscalls.fork(syscalls.CLONE_PARENT)
         if child == 0:
             os.close(pid_w)
-            _visible(path, proc, env, slave, err_w, security, seccomp_filter)
+            _visible(path, proc, env, slave, channel, security, seccomp_filter)
         os.write(pid_w, str(child).encode())
         os._exit(0)
     except BaseException as e:
-        fail(err_w, e)
+        channel.fail(e)
 
 
-def _visible(path, proc, env, slave, err_w, security, seccomp_filter) -> None:
+def _visible(path, proc, env, slave, channel, security, seccomp_filter) -> None:
     """The process in the container, from its birth to execve. Never returns."""
     try:
         if slave is not None:
@@ -228,7 +222,7 @@ def _visible(path, proc, env, slave, err_w, security, seccomp_filter) -> None:
         process.load_seccomp(seccomp_filter, security, late=True)
         process.exec_command(path, proc.args, env, proc.preserve_fds)
     except BaseException as e:
-        fail(err_w, e)
+        channel.fail(e)
 
 
 def _close_all_but(keep: list[int]) -> None:

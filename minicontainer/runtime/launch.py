@@ -40,13 +40,11 @@ import select
 
 import _signal  # the C module under `signal`, which would import enum (~3 ms) on every run
 
-from minicontainer.errors import BY_KIND, ContainerError, UsageError
+from minicontainer.errors import ContainerError, UsageError
 from minicontainer.kernel import syscalls, trace
-from minicontainer.runtime import cgroups, process, rootfs, seccomp
-from minicontainer.runtime.state import StateStore, signal_process as _kill, write_atomic
-
-# Signals the runtime passes on to the container, as docker does.
-FORWARDED_SIGNALS = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT)
+from minicontainer.runtime import cgroups, process, protocol, rootfs, seccomp
+from minicontainer.runtime.protocol import kill_and_reap
+from minicontainer.runtime.state import StateStore, write_atomic
 
 
 class _How:
@@ -77,7 +75,7 @@ def run(spec, store: StateStore, stdio=None, supervise=None) -> int:
         _How(stdio=stdio, supervise=supervise)
     # From here on a SIGINT/SIGTERM for the container must not kill us half-way (leaving the
     # record for gc): it waits, blocked, and goes to the container once it exists (_spawn).
-    unblocked = _signal.pthread_sigmask(_signal.SIG_BLOCK, FORWARDED_SIGNALS)
+    unblocked = protocol.hold_signals()
     try:
         container = store.create(spec.name, spec.root.path, spec.process.args,
                                  exec=exec_defaults(spec))
@@ -87,7 +85,7 @@ def run(spec, store: StateStore, stdio=None, supervise=None) -> int:
             _teardown_phase()
             container.remove()
     finally:
-        _signal.pthread_sigmask(_signal.SIG_SETMASK, unblocked)
+        protocol.restore_signals(unblocked)
 
 
 def _check_spec(spec) -> None:
@@ -138,10 +136,9 @@ def _launch(spec, container, how: _How, unblocked) -> int:
             relay(master, pid, interactive=spec.process.interactive)
         elif how.supervise is not None:
             how.supervise(pid)
-        status = _wait(pid)
+        status = protocol.wait(pid)
     except BaseException:  # a KeyboardInterrupt in the caller, a supervisor's timeout
-        _kill(pid, _signal.SIGKILL)
-        os.waitpid(pid, 0)
+        kill_and_reap(pid)
         os.close(alive_w)
         raise
     cgroups.report(spec, container.cgroup, status)
@@ -162,15 +159,13 @@ def _spawn(spec, container, how: _How, unblocked=None):
         from minicontainer.runtime import terminal
 
         size = spec.process.console_size  # OCI process.consoleSize, else the user's terminal's
-        winsize = terminal.terminal_size() if size is None else _winsize(*size)
+        winsize = terminal.terminal_size() if size is None else terminal.pack_winsize(*size)
         console = terminal.MasterChannel()
     else:
         winsize = console = None
     spec, steps = _outside_steps(spec, container)  # before any fd of ours is open: it may fail
-    err_r, err_w = os.pipe()      # child -> parent: why it failed; EOF at execve means success
-    alive_r, alive_w = os.pipe()  # parent -> child: "go on" bytes; EOF tells the child we died
-    # child -> parent: "r" once it has its namespaces, "h" once its mounts are made
-    ready_r, ready_w = os.pipe() if steps or _parent_hooks(spec) else (None, None)
+    # the child stops at its points (runtime/protocol.py) only for steps or hooks of ours
+    channel = protocol.Channel(points=bool(steps or _parent_hooks(spec)), console=console)
     # the child's switch_root leaves the host's library behind
     process.preload(spec.process, with_hooks=bool(spec.hooks))
 
@@ -181,28 +176,22 @@ def _spawn(spec, container, how: _How, unblocked=None):
     # it has no handler for.
     # `unblocked`: the signal mask from before run() blocked them, if it did; then run()
     # also unblocks them on failure, after cleaning up.
-    mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, FORWARDED_SIGNALS)
+    mask = protocol.hold_signals()
     restore_on_failure = unblocked is None
-    unblocked = mask if unblocked is None else unblocked
+    channel.unblocked = mask if unblocked is None else unblocked
     trace.phase("namespaces")
     pid = _fork(spec, container.cgroup)
     if pid == 0:
-        os.close(err_r)
-        os.close(alive_w)
-        if ready_r is not None:
-            os.close(ready_r)
-        _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console, how,
-               unblocked, seccomp_filter)
+        channel.child_side()
+        _child(spec, container, channel, how, hostname, winsize, seccomp_filter)
 
-    os.close(err_w)
-    os.close(alive_r)
+    channel.parent_side()
     try:
         if not how.foreground:
             container.started(pid)  # so that gc can kill a child whose `create` died
-        if ready_r is not None:
-            os.close(ready_w)
-            while True:  # until EOF: the child has passed both points, or failed
-                point = os.read(ready_r, 1)
+        if channel.ready_r is not None:
+            while True:  # until EOF: the child has passed its points, or failed
+                point = channel.wait_point()
                 if point == b"r":  # it has its namespaces: what must be done from outside
                     if steps:
                         trace.phase("network")
@@ -212,34 +201,26 @@ def _spawn(spec, container, how: _How, unblocked=None):
                     _run_parent_hooks(spec, container, pid)
                 else:
                     break
-                os.write(alive_w, b"g")
-            os.close(ready_r)
-            ready_r = None
-        master = console.receive() if console else None
+                channel.go_on()
+        master = channel.receive_console()
         if how.foreground and how.supervise is None:
-            for sig in FORWARDED_SIGNALS:
-                _signal.signal(sig, lambda signum, frame: _kill(pid, signum))
-        _signal.pthread_sigmask(_signal.SIG_SETMASK, unblocked)
-        failure = _read_all(err_r)
+            protocol.forward_signals(pid)
+        protocol.restore_signals(channel.unblocked)
+        failure = channel.read_failure()
     except BaseException:
-        _kill(pid, _signal.SIGKILL)
-        os.waitpid(pid, 0)
-        # ours to close (a long-lived caller, the Python API, must not collect them)
-        for fd in (alive_w, err_r, ready_r):
-            if fd is not None:
-                os.close(fd)
+        kill_and_reap(pid)
+        channel.close()
         raise
     finally:
         if restore_on_failure:
-            _signal.pthread_sigmask(_signal.SIG_SETMASK, unblocked)
+            protocol.restore_signals(channel.unblocked)
     if failure:
         os.waitpid(pid, 0)
-        os.close(alive_w)
-        kind, _, message = failure.decode(errors="replace").partition("\n")
-        raise BY_KIND.get(kind, ContainerError)(message)
+        channel.close()
+        protocol.raise_failure(failure)
     if how.foreground:
         container.started(pid, status="running")  # for exec, ps and stop from elsewhere
-    return pid, master, alive_w
+    return pid, master, channel.alive_w
 
 
 def run_detached(spec, store: StateStore, auto_remove: bool = False,
@@ -266,10 +247,9 @@ def run_detached(spec, store: StateStore, auto_remove: bool = False,
     os.close(report_w)
     if pidfd is not None:
         os.close(pidfd)
-    failure = _read_all(report_r)
+    failure = protocol.read_all(report_r)
     if failure:
-        kind, _, message = failure.decode(errors="replace").partition("\n")
-        raise BY_KIND.get(kind, ContainerError)(message)
+        protocol.raise_failure(failure)
     return container.id
 
 
@@ -300,7 +280,7 @@ def _shim(spec, container, report_w: int, lifeline: int | None = None) -> None:
                 _teardown_phase()
                 container.remove()  # first: `run -d` returns knowing nothing is left
             finally:
-                _report(report_w, type(e).__name__ if isinstance(e, ContainerError) else
+                protocol.report(report_w, type(e).__name__ if isinstance(e, ContainerError) else
                         "ContainerError", str(e))
                 os.close(report_w)
             os._exit(125)
@@ -313,11 +293,10 @@ def _shim(spec, container, report_w: int, lifeline: int | None = None) -> None:
 
             copy_until_closed(master, log_fd)
         if lifeline is not None and _outlived(pid, lifeline):
-            _kill(pid, _signal.SIGKILL)  # PID 1 of its namespace: the kernel kills the rest
-            _wait(pid)
+            kill_and_reap(pid)  # PID 1 of its namespace: the kernel kills the rest
             container.remove()
             os._exit(0)
-        status = _wait(pid)
+        status = protocol.wait(pid)
         cgroups.report(spec, container.cgroup, status)  # OOM kill and such, into the log
         from minicontainer.runtime.state import now
 
@@ -377,8 +356,7 @@ def create(spec, store: StateStore, cid: str, bundle: str, annotations: dict,
             write_atomic(pid_file, str(pid))  # as runc: a reader never sees an empty one
     except BaseException:
         if pid is not None:
-            _kill(pid, _signal.SIGKILL)
-            os.waitpid(pid, 0)
+            kill_and_reap(pid)
         container.remove()
         if later.get("poststop"):  # runtime.md: a failed create goes on to delete's step
             from minicontainer.runtime import hooks
@@ -413,11 +391,6 @@ def _run_parent_hooks(spec, container, pid: int) -> None:
     state = hooks.state(container, "creating", pid)
     for stage in ("prestart", "createRuntime"):
         hooks.run(stage, spec.hooks.get(stage) or [], state)
-
-
-def _winsize(rows: int, cols: int) -> bytes:
-    """struct winsize, packed as the TIOCSWINSZ ioctl takes it."""
-    return rows.to_bytes(2, "little") + cols.to_bytes(2, "little") + bytes(4)
 
 
 def _outside_steps(spec, container) -> tuple:
@@ -462,8 +435,7 @@ def _fork(spec, cgroup: str | None) -> int:
             os.close(fd)
 
 
-def _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console, how,
-           unblocked, seccomp_filter) -> None:
+def _child(spec, container, channel, how, hostname, winsize, seccomp_filter) -> None:
     """Everything between fork and execve, in the order of docs/run.md. Never returns.
 
     After switch_root the host's Python library is out of reach: every module this function
@@ -478,7 +450,7 @@ def _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console,
         # our /proc/PID/exe (the host's Python), fd/ or environ: an `exec` while `create`
         # waits for `start`, or --init's PID 1, which never execs, would otherwise allow it.
         syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
-        if _parent_gone(alive_r):
+        if channel.parent_gone():
             os._exit(125)
         if not spec.process.interactive and not spec.process.terminal:
             null = os.open("/dev/null", os.O_RDONLY)
@@ -506,10 +478,8 @@ def _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console,
                 flags |= syscalls.NAMESPACE_FLAGS[ns]
         # Born in its cgroup (_fork), the child's cgroup namespace is rooted there.
         syscalls.unshare(flags)
-        if ready_w is not None:
-            os.write(ready_w, b"r")
-            if os.read(alive_r, 1) != b"g":  # EOF: the runtime is gone or gave up
-                os._exit(125)
+        if channel.ready_w is not None:
+            channel.point(b"r")
         if "uts" in spec.namespaces or ("uts" in spec.namespace_paths and spec.hostname):
             syscalls.sethostname(hostname)
         if spec.domainname:  # oci.py: only with a uts namespace of its own
@@ -531,17 +501,14 @@ def _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console,
         if spec.devices:
             rootfs.oci_extras(root_fd, spec.devices)
         slave = None
-        if console:
+        if channel.console:
             from minicontainer.runtime import terminal  # preloaded: no file read
 
             master, slave = terminal.open_console(root_fd, winsize)
-            console.send(master)
-        if ready_w is not None:
-            if _parent_hooks(spec):  # prestart and createRuntime, run by the runtime
-                os.write(ready_w, b"h")
-                if os.read(alive_r, 1) != b"g":
-                    os._exit(125)
-            os.close(ready_w)
+            channel.console.send(master)
+        if channel.ready_w is not None and _parent_hooks(spec):
+            channel.point(b"h")  # prestart and createRuntime, run by the runtime
+        channel.end_points()
         if spec.hooks:
             from minicontainer.runtime import hooks  # preloaded: no file read
 
@@ -580,17 +547,16 @@ def _child(spec, container, hostname, winsize, err_w, alive_r, ready_w, console,
         trace.phase("exec")
         path = process.find_executable(spec.process.args[0], env.get("PATH", ""))
         if fifo is not None:  # OCI create: what exec would fail on is reported; now wait
-            os.close(err_w)
-            err_w = -1
-            _wait_for_start(fifo, spec.hooks.get("startContainer"),
+            channel.close_error_pipe()
+            protocol.wait_for_start(fifo, spec.hooks.get("startContainer"),
                             start_state if spec.hooks else None)
         process.load_seccomp(seccomp_filter, spec.security, late=True)  # --init: both filtered
         if spec.process.init:
-            _run_as_init(path, spec.process.args, env, err_w, slave is not None, unblocked)
-        _signal.pthread_sigmask(_signal.SIG_SETMASK, unblocked)  # see _spawn
+            _run_as_init(path, spec.process.args, env, channel, slave is not None)
+        protocol.restore_signals(channel.unblocked)  # see _spawn
         process.exec_command(path, spec.process.args, env, spec.process.preserve_fds)
     except BaseException as e:
-        fail(err_w, e)
+        channel.fail(e)
 
 
 def _teardown_phase() -> None:
@@ -602,25 +568,7 @@ def _teardown_phase() -> None:
                "namespace: the kernel removes them with its last process")
 
 
-def _wait_for_start(fifo: int, start_hooks=None, state=None) -> None:
-    """Block until `start` opens the other end, run the startContainer hooks (as the
-    container's user, in it, as runc), then tell `start` we go on (runc's exec.fifo): "0",
-    or "1" and why not."""
-    fd = os.open(f"/proc/self/fd/{fifo}", os.O_WRONLY | os.O_CLOEXEC)
-    os.close(fifo)
-    if start_hooks:
-        from minicontainer.runtime import hooks
-
-        try:
-            hooks.run("startContainer", start_hooks, state)
-        except ContainerError as e:
-            os.write(fd, b"1" + str(e).encode())
-            raise
-    os.write(fd, b"0")
-    os.close(fd)
-
-
-def _run_as_init(path, args, env, err_w, has_terminal: bool, unblocked) -> None:
+def _run_as_init(path, args, env, channel, has_terminal: bool) -> None:
     """--init: stay as PID 1, run the command as our child, forward signals and reap zombies
     (the loop is C, in kernel/_build.py). Never returns. Signals that arrived during set-up
     are pending, blocked since birth (_spawn): the loop forwards them first."""
@@ -638,59 +586,13 @@ def _run_as_init(path, args, env, err_w, has_terminal: bool, unblocked) -> None:
             if has_terminal:  # the command's own process group owns the terminal
                 os.setpgid(0, 0)
                 os.tcsetpgrp(0, os.getpid())
-            _signal.pthread_sigmask(_signal.SIG_SETMASK, unblocked)
+            protocol.restore_signals(channel.unblocked)
             process.exec_command(path, args, env)
         except ContainerError as e:
-            _report(err_w, type(e).__name__, str(e))
+            protocol.report(channel.err_w, type(e).__name__, str(e))
         os._exit(125)
     # PID 1 never execs, so nothing close-on-exec closes for it: drop every inherited fd (the
     # error pipe, `run -d`'s report pipe, a held port, a netlink socket), or whoever waits
     # for one of them to close would wait for as long as the container runs.
     syscalls.close_range(3)
     os._exit(syscalls.init_supervise(child))
-
-
-def fail(err_w: int, e: BaseException) -> None:
-    """The end of a child that could not reach execve (never returns): report why, in one
-    line, and exit with the status of its kind (errors.py; 125 for anything else)."""
-    if isinstance(e, ContainerError):
-        _report(err_w, type(e).__name__, str(e))
-        os._exit(e.exit_code)
-    # an OSError names what failed; anything else is a bug: still one line, no traceback
-    _report(err_w, "ContainerError",
-            str(e) if isinstance(e, OSError) else f"{type(e).__name__}: {e}")
-    os._exit(125)
-
-
-def _report(err_w: int, kind: str, message: str) -> None:
-    """Tell the runtime why we failed; once nobody reads the pipe (after `start`), stderr."""
-    try:
-        if err_w < 0:
-            os.write(2, f"minicontainer: {message}\n".encode(errors="surrogateescape"))
-        else:
-            # surrogateescape: a command or path that is not UTF-8 goes back to its bytes
-            os.write(err_w, f"{kind}\n{message}".encode(errors="surrogateescape"))
-    except OSError:
-        pass
-
-
-def _parent_gone(alive_r: int) -> bool:
-    poller = select.poll()
-    poller.register(alive_r, select.POLLIN)
-    return bool(poller.poll(0))
-
-
-def _read_all(fd: int) -> bytes:
-    chunks = []
-    while True:
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            os.close(fd)
-            return b"".join(chunks)
-        chunks.append(chunk)
-
-
-def _wait(pid: int) -> int:
-    _, status = os.waitpid(pid, 0)  # retried by Python on EINTR (PEP 475)
-    code = os.waitstatus_to_exitcode(status)
-    return 128 - code if code < 0 else code

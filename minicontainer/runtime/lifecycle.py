@@ -36,7 +36,7 @@ def start(container) -> None:
             if not container.alive():
                 raise ContainerError(f'cannot start container "{container.id}": its process '
                                      "exited before it was started")
-        answer = os.read(fd, 4096)  # "0", or "1" and why not (launch._wait_for_start)
+        answer = os.read(fd, 4096)  # "0", or "1" and why not (protocol.wait_for_start)
         if answer[:1] != b"0":
             why = answer[1:].decode(errors="replace") or \
                 "its process exited before it was started"

@@ -30,6 +30,11 @@ def terminal_size():
     return None
 
 
+def pack_winsize(rows: int, cols: int) -> bytes:
+    """struct winsize, packed as the TIOCSWINSZ ioctl takes it (OCI process.consoleSize)."""
+    return rows.to_bytes(2, "little") + cols.to_bytes(2, "little") + bytes(4)
+
+
 def open_pty(ptmx: str, winsize) -> tuple[int, int]:
     """A pty pair from the devpts instance whose ptmx is given, sized like the user's
     terminal; returns (master, slave)."""

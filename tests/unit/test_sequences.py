@@ -16,7 +16,7 @@ from minicontainer.kernel.syscalls import (
     CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUTS,
     MNT_DETACH, MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC,
     MS_SLAVE, MS_STRICTATIME, PR_SET_PDEATHSIG, SyscallError)
-from minicontainer.runtime import exec as exec_, launch, process, rootfs
+from minicontainer.runtime import exec as exec_, launch, process, protocol, rootfs
 from minicontainer.spec import ContainerSpec, Mount, Process, Root, Security
 
 NNE = MS_NOSUID | MS_NODEV | MS_NOEXEC
@@ -297,15 +297,13 @@ def test_the_child_sequence_from_fork_to_privileges(calls, child_harness, tmp_pa
                          mounts=[Mount(kind="tmpfs", source="tmpfs", target="/scratch", options="mode=1777")],
                          masked_paths=(), readonly_paths=(),
                          security=Security(capabilities=frozenset()))
-    err_r, err_w = os.pipe()
-    alive_r, alive_w = os.pipe()
+    channel = protocol.Channel()
     with pytest.raises(Stop) as stopped:
-        launch._child(spec, c, "box", None, err_w, alive_r, None, None, launch.FOREGROUND, None,
-                      None)
+        launch._child(spec, c, channel, launch.FOREGROUND, "box", None, None)
     assert stopped.value.args == (125,)
-    for fd in (alive_w, alive_r, err_w):  # what the child's exit would close
-        os.close(fd)
-    assert launch._read_all(err_r) == b"ContainerError\nstopped before dropping privileges (uid 0)"
+    protocol._close(channel.alive_w, channel.alive_r, channel.err_w)  # what its exit would close
+    assert protocol.read_all(channel.err_r) == \
+        b"ContainerError\nstopped before dropping privileges (uid 0)"
     root = c.rootfs
     assert mounts(calls) == [
         ("prctl", (PR_SET_PDEATHSIG, 9, 0)),
@@ -326,16 +324,13 @@ def test_the_child_sequence_from_fork_to_privileges(calls, child_harness, tmp_pa
 
 def test_a_child_without_its_runtime_stops_before_anything(calls, child_harness):
     spec = ContainerSpec(root=Root(path="/r"), process=Process(args=["x"], interactive=True))
-    alive_r, alive_w = os.pipe()
-    os.close(alive_w)  # the runtime is gone
-    err_r, err_w = os.pipe()
+    channel = protocol.Channel()
+    channel.child_side()  # the runtime is gone: the alive pipe's other end with it
     with pytest.raises(Stop):
-        launch._child(spec, None, "h", None, err_w, alive_r, None, None, launch.FOREGROUND, None,
-                      None)
+        launch._child(spec, None, channel, launch.FOREGROUND, "h", None, None)
     assert calls[0] == ("prctl", (PR_SET_PDEATHSIG, 9, 0))
     assert "unshare" not in [name for name, _ in calls]
-    for fd in (alive_r, err_r, err_w):
-        os.close(fd)
+    protocol._close(channel.alive_r, channel.err_w)
 
 
 @pytest.fixture
@@ -355,15 +350,15 @@ def exec_harness(child_harness, monkeypatch, tmp_path):
 
 
 def run_intermediate(namespaces, root):
-    err_r, err_w = os.pipe()
+    channel = protocol.Channel(alive=False)
     pid_r, pid_w = os.pipe()
     with pytest.raises(Stop):
         exec_._intermediate(Process(args=["/bin/true"], user="0", interactive=True),
                             Security(capabilities=frozenset()), namespaces, root, "box", None,
-                            err_w, pid_w, None)
-    for fd in (err_w, pid_w, pid_r, root):
+                            channel, pid_w)
+    for fd in (channel.err_w, pid_w, pid_r, root):
         os.close(fd)
-    return launch._read_all(err_r)
+    return protocol.read_all(channel.err_r)
 
 
 def test_exec_joins_namespaces_mount_last_and_pid_later(calls, exec_harness):
