@@ -42,7 +42,7 @@ import _signal  # the C module under `signal`, which would import enum (~3 ms) o
 
 from minicontainer.errors import ContainerError, UsageError
 from minicontainer.kernel import syscalls, trace
-from minicontainer.runtime import cgroups, process, protocol, rootfs, seccomp
+from minicontainer.runtime import cgroups, plan, process, protocol, seccomp
 from minicontainer.runtime.protocol import kill_and_reap
 from minicontainer.runtime.state import StateStore, write_atomic
 
@@ -164,8 +164,10 @@ def _spawn(spec, container, how: _How, unblocked=None):
     else:
         winsize = console = None
     spec, steps = _outside_steps(spec, container)  # before any fd of ours is open: it may fail
-    # the child stops at its points (runtime/protocol.py) only for steps or hooks of ours
-    channel = protocol.Channel(points=bool(steps or _parent_hooks(spec)), console=console)
+    # what the child will do (runtime/plan.py); it stops at points only for our steps or hooks
+    ops = plan.plan(spec, container, hostname, outside=bool(steps), foreground=how.foreground,
+                    create=how.exec_fifo is not None)
+    channel = protocol.Channel(points=plan.has_points(ops), console=console)
     # the child's switch_root leaves the host's library behind
     process.preload(spec.process, with_hooks=bool(spec.hooks))
 
@@ -183,7 +185,7 @@ def _spawn(spec, container, how: _How, unblocked=None):
     pid = _fork(spec, container.cgroup)
     if pid == 0:
         channel.child_side()
-        _child(spec, container, channel, how, hostname, winsize, seccomp_filter)
+        _child(plan.Context(spec, container, channel, seccomp_filter, winsize), how, ops)
 
     channel.parent_side()
     try:
@@ -380,10 +382,6 @@ def exec_defaults(spec) -> dict:
     return out
 
 
-def _parent_hooks(spec) -> bool:
-    return bool(spec.hooks.get("prestart") or spec.hooks.get("createRuntime"))
-
-
 def _run_parent_hooks(spec, container, pid: int) -> None:
     """prestart, then createRuntime: in the runtime's namespaces, the pid as we see it."""
     from minicontainer.runtime import hooks
@@ -435,11 +433,12 @@ def _fork(spec, cgroup: str | None) -> int:
             os.close(fd)
 
 
-def _child(spec, container, channel, how, hostname, winsize, seccomp_filter) -> None:
-    """Everything between fork and execve, in the order of docs/run.md. Never returns.
+def _child(c: plan.Context, how: _How, ops: list) -> None:
+    """Everything between fork and execve (docs/run.md): the protocol's first steps, the
+    stdio, then the plan (runtime/plan.py) applied. Never returns.
 
-    After switch_root the host's Python library is out of reach: every module this function
-    needs must already be imported by then."""
+    After switch_root the host's Python library is out of reach: every module the plan's
+    steps need must already be imported by then (process.preload)."""
     try:
         # Python's SIGINT handler would turn a ^C pending since set-up into a KeyboardInterrupt
         # inside the --init's command child, before its execve: the default instead.
@@ -450,113 +449,24 @@ def _child(spec, container, channel, how, hostname, winsize, seccomp_filter) -> 
         # our /proc/PID/exe (the host's Python), fd/ or environ: an `exec` while `create`
         # waits for `start`, or --init's PID 1, which never execs, would otherwise allow it.
         syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
-        if channel.parent_gone():
+        if c.channel.parent_gone():
             os._exit(125)
-        if not spec.process.interactive and not spec.process.terminal:
+        proc = c.spec.process
+        if not proc.interactive and not proc.terminal:
             null = os.open("/dev/null", os.O_RDONLY)
             os.dup2(null, 0)
             os.close(null)
-        if how.log_fd is not None and not spec.process.terminal:
+        if how.log_fd is not None and not proc.terminal:
             os.dup2(how.log_fd, 1)
             os.dup2(how.log_fd, 2)
         for target, fd in enumerate(how.stdio or ()):  # the caller's pipes (None: default)
             if fd is not None:
                 os.dup2(fd, target)
         # O_PATH: after pivot_root the fifo is out of reach by name, but not through this fd
-        fifo = os.open(how.exec_fifo, os.O_PATH | os.O_CLOEXEC) if how.exec_fifo else None
-
-        # Join these (container:NAME, OCI paths): every one opened first, the mount namespace
-        # joined last (its paths are another view); pid was joined by _fork.
-        joined = {ns: os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-                  for ns, path in spec.namespace_paths.items() if ns != "pid"}
-        for ns in sorted(joined, key=lambda ns: ns == "mnt"):
-            syscalls.setns(joined[ns], syscalls.NAMESPACE_FLAGS[ns])
-            os.close(joined[ns])
-        flags = 0
-        for ns in spec.namespaces:
-            if ns != "pid":
-                flags |= syscalls.NAMESPACE_FLAGS[ns]
-        # Born in its cgroup (_fork), the child's cgroup namespace is rooted there.
-        syscalls.unshare(flags)
-        if channel.ready_w is not None:
-            channel.point(b"r")
-        if "uts" in spec.namespaces or ("uts" in spec.namespace_paths and spec.hostname):
-            syscalls.sethostname(hostname)
-        if spec.domainname:  # oci.py: only with a uts namespace of its own
-            syscalls.setdomainname(spec.domainname)
-        if "net" in spec.namespaces:
-            trace.phase("network")
-            syscalls.loopback_up()
-
-        trace.phase("rootfs")
-        rootfs.make_mounts_private()
-        root = rootfs.mount_root(spec, container)
-        # Every mount below is resolved inside the root through this fd (rootfs.resolve).
-        root_fd = rootfs.open_root(root)
-        bundle_readonly = spec.root.readonly and not spec.root.overlay
-        came_with = rootfs.submounts(root) if bundle_readonly else []
-        if spec.system_mounts:
-            rootfs.mount_system(root_fd)
-        rootfs.mount_user_mounts(root_fd, spec.mounts)
-        if spec.devices:
-            rootfs.oci_extras(root_fd, spec.devices)
-        slave = None
-        if channel.console:
-            from minicontainer.runtime import terminal  # preloaded: no file read
-
-            master, slave = terminal.open_console(root_fd, winsize)
-            channel.console.send(master)
-        if channel.ready_w is not None and _parent_hooks(spec):
-            channel.point(b"h")  # prestart and createRuntime, run by the runtime
-        channel.end_points()
-        if spec.hooks:
-            from minicontainer.runtime import hooks  # preloaded: no file read
-
-            hooks.run("createContainer", spec.hooks.get("createContainer") or [],
-                      hooks.state(container, "creating", os.getpid()))
-            start_state = hooks.state(container, "created", os.getpid())  # json: before pivot
-        if bundle_readonly:  # after the hooks, which may write (runc: after pivot_root)
-            rootfs.finish_readonly_root(root, came_with)
-        os.close(root_fd)
-        rootfs.switch_root(root, spec.root.pivot_root)
-        if spec.sysctl:
-            rootfs.write_sysctls(spec.sysctl)
-        rootfs.mask_paths(spec.masked_paths, spec.readonly_paths)
-        if spec.rootfs_propagation:
-            rootfs.set_root_propagation(spec.rootfs_propagation)
-
-        trace.phase("process")
-        user = process.resolve_user(spec.process.user, spec.process.groups)
-        env = process.build_env(spec.process.env, hostname, user, spec.process.terminal)
-        cwd = rootfs.open_workdir(spec.process.cwd or "/")  # made if missing, as docker
-        if slave is not None:
-            terminal.become_session_leader(slave)
-        if spec.process.rlimits:
-            process.set_rlimits(spec.process.rlimits)
-        if spec.process.umask is not None:
-            os.umask(spec.process.umask)
-        if spec.process.oom_score_adj is not None:
-            process.set_oom_score_adj(spec.process.oom_score_adj)
-        if not how.foreground:
-            syscalls.prctl(syscalls.PR_SET_PDEATHSIG, 0)  # outlive whoever made us
-        process.isolate_keyring(spec.security)
-        process.load_seccomp(seccomp_filter, spec.security, late=False)
-        process.drop_privileges(user, spec.security)
-        os.chdir(cwd)  # fchdir: no path lookup after the one inside the root
-        os.close(cwd)
-        trace.phase("exec")
-        path = process.find_executable(spec.process.args[0], env.get("PATH", ""))
-        if fifo is not None:  # OCI create: what exec would fail on is reported; now wait
-            channel.close_error_pipe()
-            protocol.wait_for_start(fifo, spec.hooks.get("startContainer"),
-                            start_state if spec.hooks else None)
-        process.load_seccomp(seccomp_filter, spec.security, late=True)  # --init: both filtered
-        if spec.process.init:
-            _run_as_init(path, spec.process.args, env, channel, slave is not None)
-        protocol.restore_signals(channel.unblocked)  # see _spawn
-        process.exec_command(path, spec.process.args, env, spec.process.preserve_fds)
+        c.fifo = os.open(how.exec_fifo, os.O_PATH | os.O_CLOEXEC) if how.exec_fifo else None
+        plan.apply(ops, c)
     except BaseException as e:
-        channel.fail(e)
+        c.channel.fail(e)
 
 
 def _teardown_phase() -> None:
@@ -566,33 +476,3 @@ def _teardown_phase() -> None:
     trace.phase("teardown")
     trace.note("the container's mounts (overlay root, /proc, /dev, /sys) lived only in its mount "
                "namespace: the kernel removes them with its last process")
-
-
-def _run_as_init(path, args, env, channel, has_terminal: bool) -> None:
-    """--init: stay as PID 1, run the command as our child, forward signals and reap zombies
-    (the loop is C, in kernel/_build.py). Never returns. Signals that arrived during set-up
-    are pending, blocked since birth (_spawn): the loop forwards them first."""
-    import prctl  # preloaded (process.preload): no import from the container's root
-
-    # Named before the command starts, so that no `ps` inside ever sees the runtime's
-    # command line as PID 1 (the command's exec replaces the name it inherits).
-    prctl.set_name("init")
-    prctl.set_proctitle("init")
-    everything = _signal.valid_signals() - {_signal.SIGKILL, _signal.SIGSTOP}
-    _signal.pthread_sigmask(_signal.SIG_BLOCK, everything)
-    child = os.fork()
-    if child == 0:
-        try:
-            if has_terminal:  # the command's own process group owns the terminal
-                os.setpgid(0, 0)
-                os.tcsetpgrp(0, os.getpid())
-            protocol.restore_signals(channel.unblocked)
-            process.exec_command(path, args, env)
-        except ContainerError as e:
-            protocol.report(channel.err_w, type(e).__name__, str(e))
-        os._exit(125)
-    # PID 1 never execs, so nothing close-on-exec closes for it: drop every inherited fd (the
-    # error pipe, `run -d`'s report pipe, a held port, a netlink socket), or whoever waits
-    # for one of them to close would wait for as long as the container runs.
-    syscalls.close_range(3)
-    os._exit(syscalls.init_supervise(child))

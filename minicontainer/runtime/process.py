@@ -12,6 +12,7 @@ import _signal  # not `signal`, which imports enum (~3 ms) on the start-up path
 from minicontainer.errors import CannotExecute, CommandNotFound, ContainerError
 from minicontainer.kernel import caps, syscalls
 from minicontainer.kernel import seccomp as kseccomp
+from minicontainer.runtime.protocol import report
 from minicontainer.spec import DEFAULT_PATH
 
 
@@ -126,7 +127,7 @@ def preload(proc, with_hooks: bool = False) -> None:
     rootfs, syscalls, caps, _signal, select) are loaded with them; these are the rest,
     loaded only when the run uses them (start-up: see docs/run.md)."""
     if proc.init:
-        import prctl  # noqa: F401  --init names itself (launch._run_as_init)
+        import prctl  # noqa: F401  --init names itself (run_as_init)
     if with_hooks:
         from minicontainer.runtime import hooks  # noqa: F401  createContainer, startContainer
     if proc.rlimits:
@@ -199,3 +200,34 @@ def exec_command(path: str, args: list[str], env: dict, preserve_fds: int = 0) -
         raise CommandNotFound(f'exec: "{args[0]}": no such file or directory')
     except (PermissionError, OSError) as e:
         raise CannotExecute(f'exec: "{args[0]}": {e.strerror.lower()}')
+
+
+def run_as_init(path, args, env, channel, has_terminal: bool) -> None:
+    """--init: stay as PID 1, run the command as our child, forward signals and reap zombies
+    (the loop is C, in kernel/_build.py). Never returns. Signals that arrived during set-up
+    are pending, blocked since birth (launch._spawn): the loop forwards them first.
+    channel: the runtime's (protocol.Channel): the command's failure to exec goes there."""
+    import prctl  # preloaded (process.preload): no import from the container's root
+
+    # Named before the command starts, so that no `ps` inside ever sees the runtime's
+    # command line as PID 1 (the command's exec replaces the name it inherits).
+    prctl.set_name("init")
+    prctl.set_proctitle("init")
+    everything = _signal.valid_signals() - {_signal.SIGKILL, _signal.SIGSTOP}
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, everything)
+    child = os.fork()
+    if child == 0:
+        try:
+            if has_terminal:  # the command's own process group owns the terminal
+                os.setpgid(0, 0)
+                os.tcsetpgrp(0, os.getpid())
+            _signal.pthread_sigmask(_signal.SIG_SETMASK, channel.unblocked)
+            exec_command(path, args, env)
+        except ContainerError as e:
+            report(channel.err_w, type(e).__name__, str(e))
+        os._exit(125)
+    # PID 1 never execs, so nothing close-on-exec closes for it: drop every inherited fd (the
+    # error pipe, `run -d`'s report pipe, a held port, a netlink socket), or whoever waits
+    # for one of them to close would wait for as long as the container runs.
+    syscalls.close_range(3)
+    os._exit(syscalls.init_supervise(child))

@@ -269,10 +269,11 @@ SYSTEM_MOUNTS = (
 )
 
 
-def mount_system(root_fd: int) -> None:
-    """SYSTEM_MOUNTS inside the root: the defaults of `run`. Each mount point is made if
-    missing, except /sys/fs/cgroup, which sysfs brings (none made inside a read-only /sys)."""
-    for path, source, fstype, flags, data in SYSTEM_MOUNTS:
+def mount_system(root_fd: int, entries=SYSTEM_MOUNTS) -> None:
+    """SYSTEM_MOUNTS (or these of them) inside the root: the defaults of `run`. Each mount
+    point is made if missing, except /sys/fs/cgroup, which sysfs brings (none made inside a
+    read-only /sys)."""
+    for path, source, fstype, flags, data in entries:
         _mount_at(root_fd, path, None if path == "/sys/fs/cgroup" else "dir", source, fstype,
                   flags, data)
 

@@ -16,7 +16,7 @@ from minicontainer.kernel.syscalls import (
     CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUTS,
     MNT_DETACH, MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC,
     MS_SLAVE, MS_STRICTATIME, PR_SET_PDEATHSIG, SyscallError)
-from minicontainer.runtime import exec as exec_, launch, process, protocol, rootfs
+from minicontainer.runtime import exec as exec_, launch, plan, process, protocol, rootfs
 from minicontainer.spec import ContainerSpec, Mount, Process, Root, Security
 
 NNE = MS_NOSUID | MS_NODEV | MS_NOEXEC
@@ -299,7 +299,8 @@ def test_the_child_sequence_from_fork_to_privileges(calls, child_harness, tmp_pa
                          security=Security(capabilities=frozenset()))
     channel = protocol.Channel()
     with pytest.raises(Stop) as stopped:
-        launch._child(spec, c, channel, launch.FOREGROUND, "box", None, None)
+        launch._child(plan.Context(spec, c, channel), launch.FOREGROUND,
+                      plan.plan(spec, c, "box"))
     assert stopped.value.args == (125,)
     protocol._close(channel.alive_w, channel.alive_r, channel.err_w)  # what its exit would close
     assert protocol.read_all(channel.err_r) == \
@@ -327,7 +328,7 @@ def test_a_child_without_its_runtime_stops_before_anything(calls, child_harness)
     channel = protocol.Channel()
     channel.child_side()  # the runtime is gone: the alive pipe's other end with it
     with pytest.raises(Stop):
-        launch._child(spec, None, channel, launch.FOREGROUND, "h", None, None)
+        launch._child(plan.Context(spec, None, channel), launch.FOREGROUND, [])
     assert calls[0] == ("prctl", (PR_SET_PDEATHSIG, 9, 0))
     assert "unshare" not in [name for name, _ in calls]
     protocol._close(channel.alive_r, channel.err_w)
