@@ -53,6 +53,8 @@ Options:
                            (minicontainer logs), record the exit status (ps -a)
       --rm                 with -d: remove the container when it exits (without -d a run is
                            always removed at exit)
+      --dry-run            print what the container's process would do, one step a line,
+                           and start nothing, create nothing (docs/run.md)
 
 Exit status: the command's own; 128+N if it was killed by signal N; 125 if minicontainer
 itself failed; 126 if the command cannot be executed; 127 if it was not found.
@@ -79,6 +81,7 @@ FLAGS = {
     "--chroot": ("chroot", False),
     "--privileged": ("privileged", False),
     "--rm": ("rm", False),
+    "--dry-run": ("dry_run", False),
     "-d": ("detach", False), "--detach": ("detach", False),
     "--help": ("help", False),
     # resource limits: parsed by cli/resources.py, imported only when one is given
@@ -301,6 +304,10 @@ def main(args: list[str], root: str | None) -> int:
     spec = build_spec(opts, positionals)
     from minicontainer.runtime import api
 
+    if opts.get("dry_run"):
+        sys.stdout.write("".join(line + "\n" for line in
+                                 api.dry_run(spec, root, detached=bool(opts.get("detach")))))
+        return 0
     if opts.get("detach"):
         sys.stdout.write(api.run_detached(spec, root, auto_remove=bool(opts.get("rm"))) + "\n")
         return 0

@@ -58,6 +58,14 @@ def run_detached(spec, root: str | None = None, auto_remove: bool = False,
     return launch.run_detached(spec, store(root), auto_remove, lifeline)
 
 
+def dry_run(spec, root: str | None = None, detached: bool = False) -> list[str]:
+    """run --dry-run: what the container's process would do, one numbered line per step
+    (runtime/plan.py), after run's checks; nothing is started or made."""
+    from minicontainer.runtime import launch, plan
+
+    return plan.describe(launch.dry_run(spec, store(root), detached))
+
+
 def create(spec, cid: str, bundle: str, annotations: dict, root: str | None = None,
            pid_file: str | None = None, console_socket: str | None = None) -> None:
     """OCI create: everything up to the execve, which waits for start()."""

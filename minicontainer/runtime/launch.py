@@ -88,6 +88,23 @@ def run(spec, store: StateStore, stdio=None, supervise=None) -> int:
         protocol.restore_signals(unblocked)
 
 
+def dry_run(spec, store: StateStore, detached: bool = False) -> list:
+    """run --dry-run: the plan the container's first process would apply (runtime/plan.py),
+    after the checks run makes first. Nothing is started, recorded or made (no record, no
+    cgroup, no overlay directory): the paths are those a container gets, its id "<id>"."""
+    _check_spec(spec)
+    if spec.name is not None:
+        from minicontainer.runtime.state import check_name
+
+        check_name(spec.name)
+    from minicontainer.runtime.state import Container
+
+    container = Container(store, "<id>", spec.name)
+    # network.prepare gives a step from outside (the veth) for a bridge, and only for one
+    return plan.plan(spec, container, spec.hostname or container.id[:12],
+                     outside=spec.network == "bridge", foreground=not detached)
+
+
 def _check_spec(spec) -> None:
     path = spec.root.path
     if not os.path.isdir(path):
