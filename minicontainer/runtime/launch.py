@@ -17,6 +17,10 @@
     forward signals / relay the terminal
     wait, remove everything the container owned, return its status
 
+The child's column is a plan (runtime/plan.py): its steps computed from the spec before the
+fork (`run --dry-run` prints them), then applied in order; the arrows are the launch protocol
+(runtime/protocol.py), also used by exec.
+
 Three ways in, one sequence (`_spawn`):
     run          the above, in the foreground
     run_detached run -d: a small supervising process (the shim) does the above with the
