@@ -47,7 +47,9 @@ class Op:
     phase = None
 
     def __init__(self, *values):
-        for name, value in zip(self.__slots__, values, strict=True):
+        if len(values) != len(self.__slots__):  # zip(strict=True) is Python 3.10+
+            raise TypeError(f"{type(self).__name__} takes {len(self.__slots__)} values")
+        for name, value in zip(self.__slots__, values):
             setattr(self, name, value)
 
     def __eq__(self, other):
