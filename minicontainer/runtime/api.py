@@ -241,6 +241,12 @@ def collect_garbage(root: str | None = None) -> list[str]:
     return store(root).collect_garbage()
 
 
+def upper_dirs(root: str | None = None) -> list:
+    """The overlay upper layers (what each container has written) of every recorded
+    container: `compare` measures a container's disk footprint there while it runs."""
+    return [c.upper for c in store(root).containers()]
+
+
 def log_path(ref: str, root: str | None = None) -> str:
     """The file a detached container's output goes to; ContainerError for any other."""
     path = lookup(ref, root).record.get("log")

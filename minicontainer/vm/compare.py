@@ -24,6 +24,7 @@ import threading
 import time
 
 from minicontainer.errors import ContainerError
+from minicontainer.runtime import api
 
 IO_MIB = 32
 
@@ -161,7 +162,7 @@ def _upper_layer_bytes(base, rootfs, command, state) -> int | None:
         for line in proc.stdout:
             if line.strip() == b"__minicontainer_done__":
                 total = 0
-                for upper in _glob_upper(state):
+                for upper in api.upper_dirs(state):
                     for top, dirs, files in os.walk(upper):
                         for n in files + dirs:
                             total += os.lstat(os.path.join(top, n)).st_size
@@ -171,11 +172,6 @@ def _upper_layer_bytes(base, rootfs, command, state) -> int | None:
         proc.stdin.close()
         proc.wait(timeout=30)
         proc.stdout.close()
-
-
-def _glob_upper(state):
-    containers = os.path.join(state, "containers")
-    return [os.path.join(containers, c, "upper") for c in os.listdir(containers)] if os.path.isdir(containers) else []
 
 
 def _vm(rootfs, command, runs, devices, accel, vm_flags, state, io, footprint) -> dict:
