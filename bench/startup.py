@@ -27,7 +27,9 @@ mnt/pid/uts/ipc/net/cgroup namespaces, /proc, /dev, /sys, masked paths, capabili
 no_new_privs); runc and crun (OCI default spec from `runc spec`: read-only bind root,
 the same namespaces but cgroup, masked paths, capabilities; runc also makes a cgroup;
 crun with --cgroup-manager=disabled (see below); bwrap (bind root, new namespaces, /proc and /dev; no cgroup, no capability set);
-unshare+chroot (namespaces and a chroot, nothing else: the floor).
+unshare+chroot (namespaces and a chroot, nothing else: the floor). And python+imports: the
+interpreter starting and importing minicontainer's run path, with no container at all, the
+floor of any start through a Python CLI.
 """
 from __future__ import annotations
 
@@ -44,6 +46,11 @@ import time
 import purev2  # bench/purev2.py: never touch the host's v1 cgroups
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PYTHON = os.path.join(REPO, ".venv", "bin", "python")
+sys.path.insert(0, REPO)
+
+from minicontainer import launcher as mc_launcher  # noqa: E402  (this checkout's)
+
 PEER_PACKAGES = {"runc": "runc", "crun": "crun", "bwrap": "bubblewrap"}
 
 
@@ -76,10 +83,10 @@ def make_launcher(workdir: str) -> str:
     """The launcher install.sh puts on PATH (python -S, this checkout first), for this checkout,
     byte-compiled as install.sh leaves it (else, with PYTHONDONTWRITEBYTECODE set, every run
     of an edited module would pay for compiling it)."""
-    subprocess.run([os.path.join(REPO, ".venv", "bin", "python"), "-m", "compileall", "-q",
+    subprocess.run([PYTHON, "-m", "compileall", "-q",
                     os.path.join(REPO, "minicontainer")], check=True, stdout=subprocess.DEVNULL)
     path = os.path.join(workdir, "minicontainer")
-    subprocess.run([os.path.join(REPO, ".venv", "bin", "python"), "-m", "minicontainer.launcher",
+    subprocess.run([PYTHON, "-m", "minicontainer.launcher",
                     path, REPO], check=True, cwd=REPO)  # the venv's interpreter, as install.sh
     return path
 
@@ -87,6 +94,10 @@ def make_launcher(workdir: str) -> str:
 def commands(launcher: str, rootfs: str, bundle: str, state: str) -> dict[str, list[str]]:
     return {
         "minicontainer": [launcher, "--root", f"{state}/mc", "run", rootfs, "/bin/true"],
+        # the floor of any start through the CLI: the interpreter and the run path's imports
+        # (as the launcher does them), no container
+        "python+imports": [PYTHON, "-S", "-c", mc_launcher.code(
+            REPO, then="import minicontainer.cli.run, minicontainer.runtime.launch")],
         "runc": ["runc", "--root", f"{state}/runc", "run", "--bundle", bundle, "bench-runc"],
         # crun 1.8 cannot set up its eBPF device filter here (no CAP_SYS_RESOURCE to raise
         # RLIMIT_MEMLOCK), so it runs with no cgroup work at all: an advantage to crun.

@@ -26,14 +26,17 @@ def site_packages() -> str:
     return sysconfig.get_paths()["purelib"]
 
 
-def code(tree: str = TREE, site: str | None = None, env: dict | None = None) -> str:
+ENTRY = "from minicontainer.cli import entry\nentry()"
+
+
+def code(tree: str = TREE, site: str | None = None, env: dict | None = None,
+         then: str = ENTRY) -> str:
     """The Python the launcher runs. env: variables to set first (a client test's state
-    root for calls that come without --root)."""
+    root for calls that come without --root); then: what it does once the path is set
+    (bench/startup.py times the imports alone)."""
     lines = ["import os, sys" if env else "import sys"]
     lines += [f"os.environ[{k!r}] = {v!r}" for k, v in (env or {}).items()]
-    lines += [f"sys.path[:0] = [{tree!r}, {site or site_packages()!r}]",
-              "from minicontainer.cli import entry",
-              "entry()"]
+    lines += [f"sys.path[:0] = [{tree!r}, {site or site_packages()!r}]", then]
     return "\n".join(lines) + "\n"
 
 
