@@ -32,3 +32,42 @@ def test_dry_run_refuses_what_run_refuses(mc, rootfs, tmp_path):
         dry, real = mc("run", "--dry-run", *args), mc("run", *args)
         assert (dry.returncode, dry.stderr) == (real.returncode, real.stderr), args
         assert dry.returncode == 125 and words in dry.stderr and dry.stdout == ""
+
+
+def test_dry_run_refuses_what_a_start_would_find(mc, rootfs, tmp_path):
+    """What is only known at start (a missing volume source, a name in use, a network to
+    join, a seccomp profile the translator refuses) is checked too, with run's own line,
+    and still nothing is made: a profile not cached yet is compiled, not written."""
+    profile = tmp_path / "notify.json"
+    profile.write_text('{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": '
+                       '[{"names": ["read"], "action": "SCMP_ACT_NOTIFY"}]}')
+    r = mc("run", "-d", "--name", "holder", rootfs, "sleep", "60")
+    assert r.returncode == 0, r.stderr
+    try:
+        for args, words in (
+                (["-v", f"{tmp_path}/nosuch:/x", rootfs, "true"], "does not exist on the host"),
+                (["--name", "holder", rootfs, "true"], '"holder" is already in use'),
+                (["--network", "container:nosuch", rootfs, "true"], "no such container"),
+                (["--security-opt", f"seccomp={profile}", rootfs, "true"], "SCMP_ACT_NOTIFY")):
+            dry, real = mc("run", "--dry-run", *args), mc("run", *args)
+            assert (dry.returncode, dry.stderr) == (real.returncode, real.stderr), args
+            assert dry.returncode == 125 and words in dry.stderr and dry.stdout == ""
+        # and the same flags, given what they need, plan without complaint
+        ok = mc("run", "--dry-run", "--network", "container:holder", "--name", "other",
+                rootfs, "true")
+        assert ok.returncode == 0 and ok.stdout.splitlines()[-1].endswith("execve true")
+    finally:
+        mc("rm", "-f", "holder")
+
+
+def test_dry_run_compiles_an_uncached_profile_without_writing_it(rootfs, tmp_path):
+    root = str(tmp_path / "state")
+    profile = tmp_path / "p.json"
+    profile.write_text('{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": '
+                       '[{"names": ["mknod"], "action": "SCMP_ACT_ERRNO"}]}')
+    r = subprocess.run([PYTHON, "-m", "minicontainer", "--root", root, "run", "--dry-run",
+                        "--security-opt", f"seccomp={profile}", rootfs, "true"],
+                       capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+    assert (r.returncode, r.stderr) == (0, "")
+    assert "load the seccomp filter" in r.stdout
+    assert not os.path.exists(root)

@@ -46,7 +46,7 @@ import _signal  # the C module under `signal`, which would import enum (~3 ms) o
 
 from minicontainer.errors import ContainerError, UsageError
 from minicontainer.kernel import syscalls, trace
-from minicontainer.runtime import cgroups, plan, process, protocol, seccomp
+from minicontainer.runtime import cgroups, plan, process, protocol, rootfs, seccomp
 from minicontainer.runtime.protocol import kill_and_reap
 from minicontainer.runtime.state import StateStore, write_atomic
 
@@ -101,6 +101,15 @@ def dry_run(spec, store: StateStore, detached: bool = False) -> list:
         from minicontainer.runtime.state import check_name
 
         check_name(spec.name)
+        store.check_name_free(spec.name)
+    for m in spec.mounts:
+        if m.kind == "bind":
+            rootfs.check_bind_source(m)
+    if spec.network.startswith("container:"):
+        from minicontainer.runtime import network
+
+        network.joinable(store, spec.network[len("container:"):])
+    seccomp.filter_for(spec.security, store.root, cache=False)  # a refused profile: refused
     from minicontainer.runtime.state import Container
 
     container = Container(store, "<id>", spec.name)

@@ -358,6 +358,13 @@ def _fill_dev(dev_fd: int) -> None:
         os.symlink(target, name, dir_fd=dev_fd)
 
 
+def check_bind_source(m) -> None:
+    """A bind's source must exist on the host (docker's -v would make a missing directory;
+    runc and we refuse)."""
+    if not os.path.exists(m.source):
+        raise ContainerError(f"volume source {m.source} does not exist on the host")
+
+
 def mount_user_mounts(root_fd: int, mounts) -> None:
     """-v and --tmpfs mounts, the network's /etc/hosts and resolv.conf binds, and an OCI
     config's mounts: in the order given, each target resolved inside the root and made there
@@ -366,8 +373,7 @@ def mount_user_mounts(root_fd: int, mounts) -> None:
     for m in mounts:
         flags = m.flags | (MS_RDONLY if m.readonly else 0)
         if m.kind == "bind":
-            if not os.path.exists(m.source):
-                raise ContainerError(f"volume source {m.source} does not exist on the host")
+            check_bind_source(m)
             fd = resolve(root_fd, m.target, "dir" if os.path.isdir(m.source) else "file")
             try:
                 inside = os.readlink(fd_path(fd))[len(root):]

@@ -48,9 +48,10 @@ def profile_text(profile) -> bytes:
     return json.dumps(profile, sort_keys=True, separators=(",", ":")).encode()
 
 
-def filter_for(security, state_root: str) -> tuple[bytes, int] | None:
+def filter_for(security, state_root: str, cache: bool = True) -> tuple[bytes, int] | None:
     """(BPF, seccomp(2) flags) for a container with `security`, or None when unconfined.
-    Raises ContainerError naming what a profile asks for that is not supported."""
+    Raises ContainerError naming what a profile asks for that is not supported.
+    cache=False: a profile not cached yet is compiled but not written (run --dry-run)."""
     if security.seccomp is None:
         return None
     text = profile_text(security.seccomp)
@@ -61,8 +62,8 @@ def filter_for(security, state_root: str) -> tuple[bytes, int] | None:
         st = os.stat(code)
         ident += f"\0{st.st_size}\0{st.st_mtime_ns}"
     key = sha256(b"\0".join((text, caps, ident.encode()))).hexdigest()[:40]
-    cache = os.path.join(state_root, "seccomp")
-    path = os.path.join(cache, key)
+    directory = os.path.join(state_root, "seccomp")
+    path = os.path.join(directory, key)
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -75,7 +76,9 @@ def filter_for(security, state_root: str) -> tuple[bytes, int] | None:
     bpf, flags = seccomp_profile.compile_profile(
         seccomp_profile.load_default() if security.seccomp == "default" else security.seccomp,
         security.capabilities)
-    os.makedirs(cache, mode=0o700, exist_ok=True)
+    if not cache:
+        return bpf, flags
+    os.makedirs(directory, mode=0o700, exist_ok=True)
     tmp = f"{path}.{os.getpid()}"
     with open(tmp, "wb") as f:  # written aside and renamed: a reader sees all of it or none
         f.write(flags.to_bytes(8, "little") + bpf)

@@ -368,6 +368,10 @@ def _gc_action(container: "Container") -> str | None:
     return None if r.get("status") == "stopped" else "stop"
 
 
+def _name_in_use(name: str) -> ContainerError:
+    return ContainerError(f'the container name "{name}" is already in use')
+
+
 class StateStore:
     def __init__(self, root: str):
         self.root = root
@@ -429,8 +433,24 @@ class StateStore:
                     continue
                 container.name = None  # not ours: remove() must not touch the link
                 container.remove()
-                raise ContainerError(
-                    f'the container name "{link.rsplit("/", 1)[1]}" is already in use')
+                raise _name_in_use(link.rsplit("/", 1)[1])
+
+    def check_name_free(self, name: str) -> None:
+        """ContainerError if a start would find `name` taken, changing nothing (`run
+        --dry-run`): a name held by a container whose runtime died is free (a start
+        reclaims it), one of a container kept stopped is not."""
+        try:
+            cid = os.readlink(os.path.join(self.root, "names", name))
+        except OSError:
+            return
+        directory = os.path.join(self.root, "containers", cid)
+        quick = _read_liveness(directory)
+        if quick is None:
+            if os.path.isdir(directory):
+                raise _name_in_use(name)  # its runtime is writing the record
+            return
+        if _gc_action(Container(self, cid, None, quick)) != "remove":
+            raise _name_in_use(name)
 
     def _reclaim_dead(self, cid: str) -> bool:
         """If nothing is in charge of the container `cid` any more, clean up what is due for its

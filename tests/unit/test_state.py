@@ -95,6 +95,22 @@ def test_a_name_held_by_a_dead_runtime_is_free_again(store):
     assert store.ids() == [new.id] and store.lookup("web").id == new.id
 
 
+def test_check_name_free_answers_as_a_start_would_and_changes_nothing(store):
+    store.check_name_free("web")  # never used
+    held = store.create("web", "/r", ["x"])
+    with pytest.raises(ContainerError, match='the container name "web" is already in use'):
+        store.check_name_free("web")
+    unwatched(held)  # a foreground run whose runtime died: a start reclaims its name
+    store.check_name_free("web")
+    assert store.ids() == [held.id]  # not reclaimed by the check itself
+    kept = store.create("db", "/r", ["x"], mode="detached")
+    pid, start = dead_pid()
+    kept.update(pid=pid, pid_start=start, status="stopped")
+    unwatched(kept)  # stopped and kept until rm: its name stays taken
+    with pytest.raises(ContainerError, match='"db" is already in use'):
+        store.check_name_free("db")
+
+
 @pytest.mark.parametrize("name", ["bad name", "-x", "é", "a/b", "x" * 256])
 def test_invalid_names_are_refused_before_anything_is_recorded(store, name):
     with pytest.raises(ContainerError, match="invalid container name"):

@@ -94,18 +94,25 @@ def prepare(spec, container) -> Attachment:
     return Attachment(mounts=hosts.mounts(net, spec.root), steps=[connect])
 
 
-def _join(spec, container, name: str) -> Attachment:
-    """--network container:NAME: the child joins NAME's network namespace through an fd we
-    open now (so the namespace cannot vanish or be swapped between here and its setns); if
-    NAME is on a bridge network, its hosts files come too."""
+def joinable(store, name: str, own_id: str | None = None):
+    """The running container whose network namespace container:NAME joins; ContainerError
+    naming why not (also what `run --dry-run` checks)."""
     try:
-        other = container.store.lookup(name)
+        other = store.lookup(name)
     except ContainerError as e:  # none by that name or id, or an id prefix matching several
         why = str(e)
         raise ContainerError(f'cannot join the network of "{name}": ' + (
             "no such container" if why.startswith("no such container") else why)) from None
-    if other.id == container.id or not other.alive():
+    if other.id == own_id or not other.alive():
         raise ContainerError(f'cannot join the network of "{name}": it is not running')
+    return other
+
+
+def _join(spec, container, name: str) -> Attachment:
+    """--network container:NAME: the child joins NAME's network namespace through an fd we
+    open now (so the namespace cannot vanish or be swapped between here and its setns); if
+    NAME is on a bridge network, its hosts files come too."""
+    other = joinable(container.store, name, container.id)
     fd = os.open(f"/proc/{other.record['pid']}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     # ours until the container is released (a long-lived caller, the Python API, must not
     # collect one per container)
