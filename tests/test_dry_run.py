@@ -2,6 +2,7 @@
 started, nothing made (docs/run.md, "Seeing the plan first")."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 
@@ -56,6 +57,12 @@ def test_dry_run_refuses_what_a_start_would_find(mc, rootfs, tmp_path):
         ok = mc("run", "--dry-run", "--network", "container:holder", "--name", "other",
                 rootfs, "true")
         assert ok.returncode == 0 and ok.stdout.splitlines()[-1].endswith("execve true")
+        # joined as a start joins it: holder's namespace, no new one, no lo of its own
+        pid = json.loads(mc("inspect", "holder").stdout)[0]["pid"]
+        steps = [line.split(None, 1)[1] for line in ok.stdout.splitlines()]
+        assert steps[:2] == [f"join namespaces net=/proc/{pid}/ns/net",
+                             "unshare mnt uts ipc cgroup"]
+        assert not any("lo up" in step for step in steps)
     finally:
         mc("rm", "-f", "holder")
 

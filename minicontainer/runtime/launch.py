@@ -105,10 +105,11 @@ def dry_run(spec, store: StateStore, detached: bool = False) -> list:
     for m in spec.mounts:
         if m.kind == "bind":
             rootfs.check_bind_source(m)
-    if spec.network.startswith("container:"):
+    if spec.network not in ("none", "host"):
         from minicontainer.runtime import network
 
-        network.joinable(store, spec.network[len("container:"):])
+        # the network's /etc/hosts and resolv.conf binds, container:NAME's namespace joined
+        spec = network.planned(spec, store).applied_to(spec)
     seccomp.filter_for(spec.security, store.root, cache=False)  # a refused profile: refused
     from minicontainer.runtime.state import Container
 

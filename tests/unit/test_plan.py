@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import copy
 
+import pytest
+
 from minicontainer import oci
+from minicontainer.errors import ContainerError
 from minicontainer.cli import run
 from minicontainer.kernel.syscalls import MS_NODEV, MS_NOSUID, MS_REC, MS_SHARED
 from minicontainer.runtime import plan, rootfs
@@ -193,3 +196,26 @@ def test_umask_is_applied_when_given():
     spec.process.umask = 0o027
     ops = plan.plan(spec, Paths, "h")
     assert Umask(0o027) in ops and Umask(0o027).describe() == "umask 0027"
+
+
+# --- run --dry-run: the plan a start would apply ------------------------------------------
+
+def test_a_dry_run_on_the_bridge_plans_the_networks_hosts_files(tmp_path, monkeypatch):
+    """The binds of the network's /etc/hosts and resolv.conf are in the plan a start applies
+    (network.prepare adds them to the spec): a dry run shows them too, and makes nothing."""
+    from minicontainer.runtime import launch
+    from minicontainer.runtime.state import StateStore
+
+    image = tmp_path / "image"
+    (image / "etc").mkdir(parents=True)
+    root = tmp_path / "state"
+    spec = run.build_spec(*run.parse(["--network", "bridge", str(image), "/bin/true"]))
+    lines = plan.describe(launch.dry_run(spec, StateStore(str(root))))
+    assert [line.split(None, 1)[1] for line in lines if " on /etc/" in line] == [
+        f"bind {root}/network/hosts on /etc/hosts (ro,recursive)",
+        f"bind {root}/network/resolv.conf on /etc/resolv.conf (ro,recursive)"]
+    assert not root.exists()
+    # what prepare refuses before building anything, the dry run refuses too
+    monkeypatch.setenv("MINICONTAINER_SUBNET", "10.1.2.0/30")
+    with pytest.raises(ContainerError, match="bridge subnet 10.1.2.0/30 is too small"):
+        launch.dry_run(spec, StateStore(str(root)))

@@ -108,19 +108,37 @@ def joinable(store, name: str, own_id: str | None = None):
     return other
 
 
+def planned(spec, store) -> Attachment:
+    """What `prepare` would give, for `run --dry-run`, changing nothing: the same mounts, the
+    namespace container:NAME joins by NAME's pid (a start opens an fd on it instead), no
+    steps; refused where `prepare` would refuse before building anything (a network that
+    does not run, a bad bridge subnet or name)."""
+    if spec.network.startswith("container:"):
+        other = joinable(store, spec.network[len("container:"):])
+        return _joining(spec, store, other, f"/proc/{other.record['pid']}/ns/net")
+    if spec.network != "bridge":
+        raise ContainerError(f"unknown network mode {spec.network!r}")
+    return Attachment(mounts=hosts.mounts(Network(store.root), spec.root))
+
+
 def _join(spec, container, name: str) -> Attachment:
     """--network container:NAME: the child joins NAME's network namespace through an fd we
-    open now (so the namespace cannot vanish or be swapped between here and its setns); if
-    NAME is on a bridge network, its hosts files come too."""
+    open now (so the namespace cannot vanish or be swapped between here and its setns)."""
     other = joinable(container.store, name, container.id)
     fd = os.open(f"/proc/{other.record['pid']}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     # ours until the container is released (a long-lived caller, the Python API, must not
     # collect one per container)
     container.held.append(open(fd, "rb", buffering=0))
-    net = Network(container.store.root)
+    return _joining(spec, container.store, other, f"/proc/self/fd/{fd}")
+
+
+def _joining(spec, store, other, path: str) -> Attachment:
+    """Joining `other`'s network namespace at `path`; if `other` is on the bridge network,
+    its hosts files come too."""
+    net = Network(store.root)
     found = net.in_use() and net.lease_of(other.id)
     return Attachment(mounts=hosts.mounts(net, spec.root) if found else (),
-                      namespace_paths={"net": f"/proc/self/fd/{fd}"})
+                      namespace_paths={"net": path})
 
 
 # Releasers (state.RELEASERS): each succeeds when its resource is already gone.
