@@ -219,3 +219,22 @@ def test_a_dry_run_on_the_bridge_plans_the_networks_hosts_files(tmp_path, monkey
     monkeypatch.setenv("MINICONTAINER_SUBNET", "10.1.2.0/30")
     with pytest.raises(ContainerError, match="bridge subnet 10.1.2.0/30 is too small"):
         launch.dry_run(spec, StateStore(str(root)))
+
+
+def test_a_dry_run_refuses_a_port_a_start_could_not_publish(tmp_path):
+    import socket
+
+    from minicontainer.runtime import launch
+    from minicontainer.runtime.state import StateStore
+
+    image = tmp_path / "image"
+    image.mkdir()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        spec = run.build_spec(*run.parse(["-p", f"127.0.0.1:{port}:80", str(image), "true"]))
+        with pytest.raises(ContainerError, match=f"cannot publish 127.0.0.1:{port}/tcp: "
+                                                 "the port is already in use on the host"):
+            launch.dry_run(spec, StateStore(str(tmp_path / "state")))
+    assert not (tmp_path / "state").exists()

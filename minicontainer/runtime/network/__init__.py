@@ -112,13 +112,15 @@ def planned(spec, store) -> Attachment:
     """What `prepare` would give, for `run --dry-run`, changing nothing: the same mounts, the
     namespace container:NAME joins by NAME's pid (a start opens an fd on it instead), no
     steps; refused where `prepare` would refuse before building anything (a network that
-    does not run, a bad bridge subnet or name)."""
+    does not run, a bad bridge subnet or name, a port to publish that is taken)."""
     if spec.network.startswith("container:"):
         other = joinable(store, spec.network[len("container:"):])
         return _joining(spec, store, other, f"/proc/{other.record['pid']}/ns/net")
     if spec.network != "bridge":
         raise ContainerError(f"unknown network mode {spec.network!r}")
-    return Attachment(mounts=hosts.mounts(Network(store.root), spec.root))
+    net = Network(store.root)
+    links.check_publishable(spec.ports)
+    return Attachment(mounts=hosts.mounts(net, spec.root))
 
 
 def _join(spec, container, name: str) -> Attachment:

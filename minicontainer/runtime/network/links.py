@@ -202,6 +202,13 @@ def publish(net: Network, ports: list[Port], address: str, container) -> list[Po
     return published
 
 
+def check_publishable(ports: list[Port]) -> None:
+    """Refuse, with publish's own line, a port publish would refuse (taken on the host, an
+    address this host does not have): each bound and let go at once (`run --dry-run`)."""
+    for port in ports:
+        _reserve(port).close()
+
+
 def _reserve(port: Port) -> socket.socket:
     kind = socket.SOCK_STREAM if port.protocol == "tcp" else socket.SOCK_DGRAM
     where = f"{port.host_ip or '0.0.0.0'}:{port.host_port or 'any'}/{port.protocol}"
