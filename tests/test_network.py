@@ -359,6 +359,18 @@ def test_container_joins_another_containers_network(mc, mc_cmd, rootfs, net):
         stop(first)
 
 
+def test_container_network_by_id_prefix(rootfs, state_root):
+    """container:NAME takes an id or a unique id prefix too, as docker's does."""
+    import minicontainer
+    from minicontainer.runtime import api
+
+    with minicontainer.Container(rootfs, ["sleep", "60"], root=state_root) as owner:
+        r = minicontainer.run(rootfs, ["readlink", "/proc/self/ns/net"], root=state_root,
+                              network=f"container:{owner.id[:12]}", check=True, text=True)
+        pid = api.state(owner.id, state_root)["pid"]
+        assert r.stdout.strip() == os.readlink(f"/proc/{pid}/ns/net")
+
+
 def test_joining_leaves_no_fd_in_a_long_lived_caller(rootfs, state_root):
     """The Python API runs in the caller's process: the fd of the other container's network
     namespace, held for the child's setns, is closed with the container, not collected."""

@@ -214,3 +214,26 @@ def test_an_attachment_gives_a_new_spec_and_leaves_the_callers_alone():
     assert got.namespace_paths == {"ipc": "/proc/1/ns/ipc", "net": "/proc/self/fd/9"}
     assert spec.namespace_paths == {"ipc": "/proc/1/ns/ipc"}
     assert got.process is spec.process and got.root is spec.root
+
+
+def test_joining_rechecks_the_pid_once_its_namespace_is_open(tmp_path, monkeypatch):
+    """container:NAME: the pid checked alive may be reused before /proc/PID/ns/net is open;
+    the check is made again once the file is open, and the join refused."""
+    from minicontainer.runtime import network
+    from minicontainer.runtime.state import Container, StateStore
+    from minicontainer.spec import ContainerSpec, Process, Root
+
+    store = StateStore(str(tmp_path / "state"))
+    other = store.create("web", "/r", ["x"], mode="detached")
+    other.started(os.getpid(), status="running")  # a pid that is alive: ours
+    answers = iter([True, False])  # alive when looked up, gone once the file is open
+    monkeypatch.setattr(Container, "alive", lambda self: next(answers))
+    joiner = store.create(None, "/r", ["x"])
+    spec = ContainerSpec(root=Root(path="/r"), process=Process(args=["x"]),
+                         network="container:web")
+    with pytest.raises(ContainerError, match='cannot join the network of "web": it is not '
+                                             'running'):
+        network.prepare(spec, joiner)
+    assert len(joiner.held) == 1  # the fd goes with the container's release
+    joiner.remove()
+    assert joiner.held == []

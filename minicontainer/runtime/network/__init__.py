@@ -131,6 +131,8 @@ def _join(spec, container, name: str) -> Attachment:
     # ours until the container is released (a long-lived caller, the Python API, must not
     # collect one per container)
     container.held.append(open(fd, "rb", buffering=0))
+    if not other.alive():  # its pid was reused between the check and the open: not its net
+        raise ContainerError(f'cannot join the network of "{name}": it is not running')
     return _joining(spec, container.store, other, f"/proc/self/fd/{fd}")
 
 
