@@ -263,3 +263,27 @@ def test_a_start_that_fails_in_the_network_leaks_nothing(rootfs, state_root):
     finally:
         taken.close()
 
+
+
+def test_a_fork_that_fails_leaks_no_pipe_or_signal_mask(rootfs, state_root, monkeypatch):
+    """clone3 refused (EAGAIN: a pids limit, say) after the protocol's pipes were made: the
+    caller gets the error and keeps no fd and no blocked signal, for a run and an exec."""
+    from minicontainer.kernel import syscalls
+    from minicontainer.runtime import launch
+
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    with minicontainer.Container(rootfs, ["sleep", "30"], root=state_root) as c:
+        c.exec(["true"])  # what the first exec imports and keeps is not a leak
+        open_fds = fds()
+
+        def refused(*args):
+            raise OSError(11, "Resource temporarily unavailable")
+
+        monkeypatch.setattr(launch, "_fork", refused)
+        with pytest.raises(OSError):
+            minicontainer.run(rootfs, ["true"], root=state_root)
+        monkeypatch.setattr(syscalls, "fork", refused)
+        with pytest.raises(OSError):
+            c.exec(["true"])
+        assert fds() == open_fds
+        assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == mask

@@ -82,8 +82,14 @@ def exec_in(container, proc, security, detach: bool = False, pid_file: str | Non
         channel = protocol.Channel(alive=False,
                                    console=terminal.MasterChannel() if proc.terminal else None)
         pid_r, pid_w = os.pipe()  # intermediate -> runtime: the pid of the process
-        process.preload(proc)  # the children's setns(mnt) leaves the host's library behind
-        intermediate = syscalls.fork(0, cgroup_fd)
+        try:
+            process.preload(proc)  # the children's setns(mnt) leaves the host's library behind
+            intermediate = syscalls.fork(0, cgroup_fd)
+        except BaseException:  # no child: the pipes are all ours to close
+            channel.discard()
+            os.close(pid_r)
+            os.close(pid_w)
+            raise
         if intermediate == 0:
             channel.child_side()
             os.close(pid_r)
@@ -98,7 +104,8 @@ def exec_in(container, proc, security, detach: bool = False, pid_file: str | Non
     waiting = [intermediate]  # what to kill and reap if we are interrupted
     try:
         master = channel.receive_console()
-        child = int(protocol.read_all(pid_r) or 0) or None
+        child = int(protocol.read_all(pid_r) or 0) or None  # read_all closes it at EOF
+        pid_r = None
         if child:
             waiting.append(child)
         _, how = os.waitpid(intermediate, 0)
@@ -106,6 +113,9 @@ def exec_in(container, proc, security, detach: bool = False, pid_file: str | Non
         failure = channel.read_failure()
     except BaseException:
         kill_and_reap(*waiting)
+        channel.close()  # a long-lived caller (the Python API) must not collect them
+        if pid_r is not None:
+            os.close(pid_r)
         raise
     if failure or child is None:
         if child:

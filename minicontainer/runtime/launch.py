@@ -199,21 +199,26 @@ def _spawn(spec, container, how: _How, unblocked=None):
     ops = plan.plan(spec, container, hostname, outside=bool(steps), foreground=how.foreground,
                     create=how.exec_fifo is not None)
     channel = protocol.Channel(points=plan.has_points(ops), console=console)
-    # the child's switch_root leaves the host's library behind
-    process.preload(spec.process, with_hooks=bool(spec.hooks))
-
-    # A signal meant for the container waits, blocked, until something can take it: the
-    # child is born with the block and keeps it until execve (or until --init's loop picks
-    # it up), and we keep it until our forwarding handlers are in place. Otherwise a SIGTERM
-    # landing while the child sets up would be dropped: a namespace's PID 1 ignores signals
-    # it has no handler for.
-    # `unblocked`: the signal mask from before run() blocked them, if it did; then run()
-    # also unblocks them on failure, after cleaning up.
-    mask = protocol.hold_signals()
     restore_on_failure = unblocked is None
-    channel.unblocked = mask if unblocked is None else unblocked
-    trace.phase("namespaces")
-    pid = _fork(spec, container.cgroup)
+    try:
+        # the child's switch_root leaves the host's library behind
+        process.preload(spec.process, with_hooks=bool(spec.hooks))
+        # A signal meant for the container waits, blocked, until something can take it: the
+        # child is born with the block and keeps it until execve (or until --init's loop
+        # picks it up), and we keep it until our forwarding handlers are in place. Otherwise
+        # a SIGTERM landing while the child sets up would be dropped: a namespace's PID 1
+        # ignores signals it has no handler for.
+        # `unblocked`: the signal mask from before run() blocked them, if it did; then run()
+        # also unblocks them on failure, after cleaning up.
+        mask = protocol.hold_signals()
+        channel.unblocked = mask if unblocked is None else unblocked
+        trace.phase("namespaces")
+        pid = _fork(spec, container.cgroup)
+    except BaseException:  # no child (clone3 refused, say): the pipes are all ours to close
+        channel.discard()
+        if restore_on_failure and channel.unblocked is not None:
+            protocol.restore_signals(channel.unblocked)
+        raise
     if pid == 0:
         channel.child_side()
         _child(plan.Context(spec, container, channel, seccomp_filter, winsize), how, ops)

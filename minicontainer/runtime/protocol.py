@@ -128,6 +128,14 @@ class Channel:
         self.alive_w = self.err_r = self.ready_r = None
 
 
+    def discard(self) -> None:
+        """No child was forked after all (the fork failed, or we were interrupted before it):
+        every end is ours to close."""
+        _close(self.err_r, self.err_w, self.alive_r, self.alive_w, self.ready_r, self.ready_w)
+        self.err_r = self.err_w = self.alive_r = self.alive_w = self.ready_r = None
+        self.ready_w = None
+
+
 def _close(*fds) -> None:
     for fd in fds:
         if fd is not None and fd >= 0:
