@@ -238,3 +238,23 @@ def test_a_dry_run_refuses_a_port_a_start_could_not_publish(tmp_path):
                                                  "the port is already in use on the host"):
             launch.dry_run(spec, StateStore(str(tmp_path / "state")))
     assert not (tmp_path / "state").exists()
+
+
+def test_a_dry_run_refuses_the_same_host_port_twice(tmp_path):
+    import socket
+
+    from minicontainer.runtime import launch
+    from minicontainer.runtime.state import StateStore
+
+    image = tmp_path / "image"
+    image.mkdir()
+    with socket.socket() as probe:  # a port free now
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    spec = run.build_spec(*run.parse(["-p", f"127.0.0.1:{port}:80", "-p",
+                                      f"127.0.0.1:{port}:81", str(image), "true"]))
+    with pytest.raises(ContainerError, match=f"cannot publish 127.0.0.1:{port}/tcp: "
+                                             "the port is already in use on the host"):
+        launch.dry_run(spec, StateStore(str(tmp_path / "state")))
+    with socket.socket() as again:  # and nothing of the check is kept
+        again.bind(("127.0.0.1", port))

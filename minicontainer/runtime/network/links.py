@@ -204,9 +204,15 @@ def publish(net: Network, ports: list[Port], address: str, container) -> list[Po
 
 def check_publishable(ports: list[Port]) -> None:
     """Refuse, with publish's own line, a port publish would refuse (taken on the host, an
-    address this host does not have): each bound and let go at once (`run --dry-run`)."""
-    for port in ports:
-        _reserve(port).close()
+    address this host does not have, the same host port twice): all bound as publish binds
+    them, then let go (`run --dry-run`)."""
+    held = []
+    try:
+        for port in ports:
+            held.append(_reserve(port))
+    finally:
+        for sock in held:
+            sock.close()
 
 
 def _reserve(port: Port) -> socket.socket:
