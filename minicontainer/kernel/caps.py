@@ -102,17 +102,27 @@ def apply(sets) -> None:
     """Effective, permitted and inheritable exactly as `sets` has them, then the ambient set.
     Call it after switching uid with PR_SET_KEEPCAPS set (permitted survives the switch).
     A capability the runtime does not hold itself cannot be granted: refused by name."""
+    check_grantable(sets)
+    syscalls.capset(_mask(sets["effective"]), _mask(sets["permitted"]),
+                    _mask(sets["inheritable"]))
+    syscalls.prctl(syscalls.PR_CAP_AMBIENT, syscalls.PR_CAP_AMBIENT_CLEAR_ALL)
+    for name in sorted(sets["ambient"], key=NUMBER.get):
+        syscalls.prctl(syscalls.PR_CAP_AMBIENT, syscalls.PR_CAP_AMBIENT_RAISE, NUMBER[name])
+
+
+def check_grantable(sets) -> None:
+    """A capability the runtime does not hold itself cannot be granted: refused by name."""
     _, permitted_now, _ = held()
-    permitted = _mask(sets["permitted"])
-    missing = permitted & ~permitted_now
+    missing = _mask(sets["permitted"]) & ~permitted_now
     if missing:
         names = [f"CAP_{NAMES[n].upper()}" for n in range(len(NAMES)) if missing & (1 << n)]
         raise ContainerError(f"process.capabilities.permitted: {', '.join(names)} not held by "
                              "the runtime itself, so it cannot be granted")
-    syscalls.capset(_mask(sets["effective"]), permitted, _mask(sets["inheritable"]))
-    syscalls.prctl(syscalls.PR_CAP_AMBIENT, syscalls.PR_CAP_AMBIENT_CLEAR_ALL)
-    for name in sorted(sets["ambient"], key=NUMBER.get):
-        syscalls.prctl(syscalls.PR_CAP_AMBIENT, syscalls.PR_CAP_AMBIENT_RAISE, NUMBER[name])
+
+
+def mask(names) -> int:
+    """The capabilities `names` as a bit mask (capget/capset's, and runtime/native.py's)."""
+    return _mask(names)
 
 
 def limit_sets(keep) -> None:

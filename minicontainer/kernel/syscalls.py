@@ -262,6 +262,12 @@ class recording:
         _recorder = None
 
 
+def is_recording() -> bool:
+    """Whether calls go to a recorder now (runtime/native.py then leaves the plan to Python,
+    whose every call the recorder sees)."""
+    return _recorder is not None
+
+
 def _call(name: str, fn, cargs: tuple, args: tuple) -> int:
     """The choke point: make the call (fn(*cargs): C arguments) or let the recorder answer
     it, trace it (args: the Python arguments, as shown), turn a -1 into a SyscallError."""

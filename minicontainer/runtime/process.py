@@ -31,14 +31,16 @@ def _read_table(path: str) -> list[list[str]]:
         return []
 
 
-def resolve_user(spec_user: str | None, groups: list[int] | None = None) -> User:
+def resolve_user(spec_user: str | None, groups: list[int] | None = None,
+                 read_table=_read_table) -> User:
     """'name', 'uid', 'uid:gid' or 'name:group', resolved in the container's own files as
     docker does; a numeric uid need not exist in /etc/passwd, a name must. groups: the
-    supplementary groups exactly (OCI additionalGids), instead of /etc/group's."""
+    supplementary groups exactly (OCI additionalGids), instead of /etc/group's. read_table:
+    how to read those files (runtime/native.py reads them in the image, before the fork)."""
     if not spec_user:
         spec_user = "0"
     user_part, _, group_part = spec_user.partition(":")
-    passwd = _read_table("/etc/passwd")
+    passwd = read_table("/etc/passwd")
     entry = next((e for e in passwd if len(e) >= 6 and
                   (e[0] == user_part or (user_part.isdigit() and e[2] == user_part))), None)
     if entry is None and not user_part.isdigit():
@@ -46,7 +48,7 @@ def resolve_user(spec_user: str | None, groups: list[int] | None = None) -> User
     uid = int(user_part) if user_part.isdigit() else int(entry[2])
     gid = int(entry[3]) if entry else 0
     home = entry[5] if entry else "/"
-    groups_table = _read_table("/etc/group")
+    groups_table = read_table("/etc/group")
     if group_part:
         if group_part.isdigit():
             gid = int(group_part)
@@ -71,19 +73,29 @@ def build_env(spec_env: dict, hostname: str, user: User, terminal: bool) -> dict
     return env
 
 
-def find_executable(command: str, path_var: str) -> str:
-    """The path to exec, or the error docker gives (127 not found, 126 cannot execute)."""
+def _may_execute(candidate: str, st) -> bool:
+    return os.access(candidate, os.X_OK)
+
+
+def candidates(command: str, path_var: str) -> list[str]:
+    """Where find_executable looks, in order: the command itself if it has a /, else each
+    $PATH directory's (an empty entry: the working directory, as a shell has it)."""
     if "/" in command:
-        candidates = [command]
-    else:
-        candidates = [os.path.join(d or ".", command) for d in path_var.split(":")]
+        return [command]
+    return [os.path.join(d or ".", command) for d in path_var.split(":")]
+
+
+def find_executable(command: str, path_var: str, stat=os.stat, may_execute=_may_execute) -> str:
+    """The path to exec, or the error docker gives (127 not found, 126 cannot execute).
+    stat and may_execute: how to look (runtime/native.py looks in the image, for the user
+    the command will run as, before the fork)."""
     found_but_not_executable = None
-    for candidate in candidates:
+    for candidate in candidates(command, path_var):
         try:
-            st = os.stat(candidate)
+            st = stat(candidate)
         except (FileNotFoundError, NotADirectoryError):
             continue
-        if (st.st_mode & 0o170000) != 0o100000 or not os.access(candidate, os.X_OK):
+        if (st.st_mode & 0o170000) != 0o100000 or not may_execute(candidate, st):
             found_but_not_executable = found_but_not_executable or candidate
             continue
         return candidate
@@ -196,10 +208,16 @@ def exec_command(path: str, args: list[str], env: dict, preserve_fds: int = 0) -
     syscalls.narrate("execve", (path, args))
     try:
         os.execve(path, args, env)
-    except FileNotFoundError:  # e.g. a script whose interpreter is missing
-        raise CommandNotFound(f'exec: "{args[0]}": no such file or directory')
-    except (PermissionError, OSError) as e:
-        raise CannotExecute(f'exec: "{args[0]}": {e.strerror.lower()}')
+    except OSError as e:
+        raise exec_error(args[0], e.errno) from None
+
+
+def exec_error(command: str, err: int) -> ContainerError:
+    """What an execve that failed with `err` means (a script whose interpreter is missing:
+    not found, 127; anything else: cannot execute, 126)."""
+    if err == errno.ENOENT:
+        return CommandNotFound(f'exec: "{command}": no such file or directory')
+    return CannotExecute(f'exec: "{command}": {os.strerror(err).lower()}')
 
 
 def run_as_init(path, args, env, channel, has_terminal: bool) -> None:
