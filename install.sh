@@ -35,7 +35,7 @@ fi
 
 # The virtual environment, rebuilt when the package's build inputs change.
 stamp=".venv/.minicontainer-build"
-inputs=$(cat pyproject.toml setup.py minicontainer/kernel/_build.py | sha256sum | cut -d' ' -f1)
+inputs=$(cat pyproject.toml setup.py minicontainer/kernel/_build.py minicontainer/kernel/native.c | sha256sum | cut -d' ' -f1)
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$inputs" ]; then
     echo "install.sh: creating .venv and installing minicontainer"
     rm -rf .venv

@@ -269,7 +269,7 @@ def test_a_fork_that_fails_leaks_no_pipe_or_signal_mask(rootfs, state_root, monk
     """clone3 refused (EAGAIN: a pids limit, say) after the protocol's pipes were made: the
     caller gets the error and keeps no fd and no blocked signal, for a run and an exec."""
     from minicontainer.kernel import syscalls
-    from minicontainer.runtime import launch
+    from minicontainer.runtime import launch, native
 
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
     with minicontainer.Container(rootfs, ["sleep", "30"], root=state_root) as c:
@@ -279,9 +279,12 @@ def test_a_fork_that_fails_leaks_no_pipe_or_signal_mask(rootfs, state_root, monk
         def refused(*args):
             raise OSError(11, "Resource temporarily unavailable")
 
-        monkeypatch.setattr(launch, "_fork", refused)
+        monkeypatch.setattr(launch, "_fork", refused)  # the Python child's fork
+        monkeypatch.setattr(native, "_clone", lambda *args: -11)  # native.c's clone3
         with pytest.raises(OSError):
             minicontainer.run(rootfs, ["true"], root=state_root)
+        with pytest.raises(OSError):
+            minicontainer.run(rootfs, ["true"], root=state_root, tmpfs=["/x"])  # Python's
         monkeypatch.setattr(syscalls, "fork", refused)
         with pytest.raises(OSError):
             c.exec(["true"])

@@ -6,9 +6,15 @@ module lacks (unshare, setns, mount, umount2, pivot_root, sethostname, prctl) or
 that are clearer and faster in C than in Python (bringing `lo` up, opening a pty pair, the
 reaping loop of --init).
 """
+import os
+
 from cffi import FFI
 
 ffibuilder = FFI()
+
+# native.c: its own file, a C program a newcomer reads top to bottom (appended to the source)
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "native.c")) as _f:
+    NATIVE_C = _f.read()
 
 ffibuilder.cdef(
     """
@@ -149,6 +155,13 @@ ffibuilder.cdef(
     int seccomp_export_bpf(const scmp_filter_ctx ctx, int fd);
     int mc_seccomp_load(const char *bpf, size_t len, unsigned int flags);
     long mc_join_session_keyring(const char *name);
+
+    """
+    # the container's first process set up in C (native.c, runtime/native.py): its struct,
+    # declared once, in native.c
+    + NATIVE_C[NATIVE_C.index("struct mc_native {"):NATIVE_C.index("};", NATIVE_C.index(
+        "struct mc_native {")) + 2] + """
+    int mc_native_spawn(struct mc_native *n, int cgroup_fd, unsigned long long clone_flags);
     """
 )
 
@@ -474,7 +487,7 @@ ffibuilder.set_source(
     {
         return syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name);
     }
-    """,
+    """ + NATIVE_C,
     # PyOS_BeforeFork and friends are not in the limited C API.
     py_limited_api=False,
     define_macros=[("_CFFI_NO_LIMITED_API", None)],

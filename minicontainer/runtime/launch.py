@@ -46,7 +46,7 @@ import _signal  # the C module under `signal`, which would import enum (~3 ms) o
 
 from minicontainer.errors import ContainerError, UsageError
 from minicontainer.kernel import syscalls, trace
-from minicontainer.runtime import cgroups, plan, process, protocol, rootfs, seccomp
+from minicontainer.runtime import cgroups, native, plan, process, protocol, rootfs, seccomp
 from minicontainer.runtime.protocol import kill_and_reap
 from minicontainer.runtime.state import StateStore, write_atomic
 
@@ -201,6 +201,8 @@ def _spawn(spec, container, how: _How, unblocked=None):
     channel = protocol.Channel(points=plan.has_points(ops), console=console)
     restore_on_failure = unblocked is None
     try:
+        # the plan applied in C, where it can be (runtime/native.py): no Python in the child
+        in_c = native.prepare(spec, ops, how, seccomp_filter, channel)
         # the child's switch_root leaves the host's library behind
         process.preload(spec.process, with_hooks=bool(spec.hooks))
         # A signal meant for the container waits, blocked, until something can take it: the
@@ -213,7 +215,10 @@ def _spawn(spec, container, how: _How, unblocked=None):
         mask = protocol.hold_signals()
         channel.unblocked = mask if unblocked is None else unblocked
         trace.phase("namespaces")
-        pid = _fork(spec, container.cgroup)
+        pid = None if in_c is None else native.spawn(in_c, channel.unblocked, container.cgroup)
+        if pid is None:  # the Python child, which applies any plan
+            in_c = None
+            pid = _fork(spec, container.cgroup)
     except BaseException:  # no child (clone3 refused, say): the pipes are all ours to close
         channel.discard()
         if restore_on_failure and channel.unblocked is not None:
@@ -255,6 +260,8 @@ def _spawn(spec, container, how: _How, unblocked=None):
     if failure:
         os.waitpid(pid, 0)
         channel.close()
+        if in_c is not None and failure.startswith(b"Native\n"):
+            raise native.failure(failure, spec.process.args[0])
         protocol.raise_failure(failure)
     if how.foreground:
         container.started(pid, status="running")  # for exec, ps and stop from elsewhere

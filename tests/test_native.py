@@ -1,0 +1,118 @@
+"""The plan applied in C (runtime/native.py, kernel/native.c) against the plan applied in
+Python (launch._child): for each kind of run native.c takes, the container must look the
+same from inside either way, and fail the same way. Each case runs twice, once with
+native.prepare answering None (the Python child), and compares what a probe prints."""
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+
+import minicontainer
+from minicontainer.runtime import native
+
+# What the probe looks at: identity, capability sets, no_new_privs, seccomp mode, signal
+# dispositions and mask, /dev, every mount, the working directory, the environment, the
+# umask, the open fds, the cgroup, the keyring, oom_score_adj, masked and read-only paths.
+PROBE = ("id; grep -E '^(Cap|NoNewPrivs|Seccomp|Sig(Blk|Ign|Cgt))' /proc/self/status; "
+         "ls -la /dev | sed 's/ [A-Z][a-z][a-z] .* / /'; "
+         "sed -E 's/^[0-9]+ [0-9]+ [0-9]+:[0-9]+ //' /proc/self/mountinfo; pwd; "
+         "env | sort | grep -v HOSTNAME; umask; ls -l /proc/self/fd | sed 's/.*:[0-9][0-9] //'; "
+         "cat /proc/1/cgroup; grep -c . /proc/keys; cat /proc/self/oom_score_adj; "
+         "ls /proc/kcore /proc/keys 2>&1; touch /proc/sys/x 2>&1; hostname | wc -c")
+
+CASES = [dict(), dict(user="nobody"), dict(user="1000:1000"), dict(user="daemon", workdir="/tmp"),
+         dict(env={"A": "b", "PATH": "/bin"}), dict(cap_add=["SYS_ADMIN"]), dict(cap_drop=["ALL"]),
+         dict(privileged=True), dict(security_opt=["no-new-privileges=false"]),
+         dict(security_opt=["seccomp=unconfined"]), dict(hostname="box"), dict(network="host"),
+         dict(user="nobody", cap_add=["DAC_OVERRIDE"]), dict(read_only=True),
+         dict(read_only=True, user="nobody", workdir="/tmp")]
+
+
+@pytest.fixture
+def ways(monkeypatch):
+    """run(...) -> (rc, stdout, stderr, took_native) for way "c" or "python"."""
+    prepare = native.prepare
+
+    def run(way, *args, **options):
+        taken = []
+
+        def spy(*a, **k):  # taken: native.c's way (or its checks raised, before the fork)
+            taken.append(way == "c")
+            if way != "c":
+                return None
+            prepared = prepare(*a, **k)
+            taken[-1] = prepared is not None
+            return prepared
+
+        monkeypatch.setattr(native, "prepare", spy)
+        options.setdefault("text", True)
+        try:
+            r = minicontainer.run(*args, **options)
+        except minicontainer.ContainerError as e:
+            return type(e).__name__, str(e), None, bool(taken and taken[-1])
+        finally:
+            monkeypatch.setattr(native, "prepare", prepare)
+        out = re.sub(r"pipe:\[\d+\]", "pipe", re.sub(r"[0-9a-f]{64}", "ID", r.stdout))
+        return r.returncode, out, r.stderr, bool(taken and taken[-1])
+
+    return run
+
+
+@pytest.mark.parametrize("options", CASES, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "default")
+def test_the_container_looks_the_same_either_way(ways, rootfs, state_root, options):
+    c = ways("c", rootfs, ["/bin/sh", "-c", PROBE], root=state_root, text=True, **options)
+    py = ways("python", rootfs, ["/bin/sh", "-c", PROBE], root=state_root, text=True, **options)
+    assert c[3] and not py[3]  # native.c did the first, the Python child the second
+    assert c[:3] == py[:3]
+    assert c[0] == 0, c[2]
+
+
+@pytest.mark.parametrize("argv, options, kind", [
+    (["nosuch"], {}, "CommandNotFound"),
+    (["/nosuch"], {}, "CommandNotFound"),
+    (["/etc/passwd"], {}, "CannotExecute"),
+    (["/bin/true"], {"user": "nosuchuser"}, "ContainerError"),
+    (["/bin/true"], {"user": "0:nosuchgroup"}, "ContainerError"),
+    (["./true"], {"workdir": "/bin", "user": "nobody"}, None),
+])
+def test_failures_are_the_same_either_way(ways, rootfs, state_root, argv, options, kind):
+    c = ways("c", rootfs, argv, root=state_root, text=True, **options)
+    py = ways("python", rootfs, argv, root=state_root, text=True, **options)
+    assert c[:3] == py[:3]
+    assert c[0] == (kind if kind else 0)
+
+
+def test_a_script_for_another_user_and_a_missing_interpreter(ways, rootfs, state_root, tmp_path):
+    """What only execve finds out (a #! interpreter that is missing, a file the user may not
+    run): reported by native.c with errno, said as the Python child says it."""
+    image = tmp_path / "image"
+    os.system(f"cp -a {rootfs} {image}")
+    (image / "bin" / "script").write_text("#!/nosuch/interpreter\n")
+    (image / "bin" / "script").chmod(0o755)
+    (image / "bin" / "mine").write_text("#!/bin/sh\necho mine\n")
+    (image / "bin" / "mine").chmod(0o700)  # root's only
+    for argv, options in ((["script"], {}), (["mine"], {"user": "nobody"}), (["mine"], {})):
+        c = ways("c", str(image), argv, root=state_root, text=True, **options)
+        py = ways("python", str(image), argv, root=state_root, text=True, **options)
+        assert c[:3] == py[:3], argv
+        assert c[3], "native.c was not used"
+
+
+def test_what_native_c_does_not_take_goes_the_python_way(ways, rootfs, state_root, tmp_path):
+    for options in (dict(tmpfs=["/scratch"]), dict(volumes={str(tmp_path): "/data"}),
+                    dict(init=True), dict(workdir="/not/in/the/image")):
+        r = ways("c", rootfs, ["true"], root=state_root, **options)
+        assert r[0] == 0 and not r[3], options
+
+
+def test_clone3_refused_with_enosys_falls_back_to_the_python_child(rootfs, state_root,
+                                                                     monkeypatch):
+    """A seccomp filter around the runtime (docker's answers clone3 with ENOSYS): the Python
+    child, whose fork falls back to clone(2), starts the container instead."""
+    import errno
+
+    monkeypatch.setattr(native, "_clone", lambda *args: -errno.ENOSYS)
+    r = minicontainer.run(rootfs, ["echo", "ok"], root=state_root, text=True)
+    assert (r.returncode, r.stdout) == (0, "ok\n")
