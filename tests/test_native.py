@@ -116,3 +116,59 @@ def test_clone3_refused_with_enosys_falls_back_to_the_python_child(rootfs, state
     monkeypatch.setattr(native, "_clone", lambda *args: -errno.ENOSYS)
     r = minicontainer.run(rootfs, ["echo", "ok"], root=state_root, text=True)
     assert (r.returncode, r.stdout) == (0, "ok\n")
+
+
+def test_the_runtime_reads_only_regular_files_of_the_image(rootfs, tmp_path):
+    """/etc/passwd is read by the runtime itself, before the fork: a FIFO there would block it
+    (its signals held: only SIGKILL ends it, and its cgroup and record stay), a device node
+    would be read on the host. Only a regular file is opened; anything else is left to the
+    Python child, which meets it inside the container. Checked in a subprocess: a hang fails."""
+    import subprocess
+    import sys
+
+    image = tmp_path / "image"
+    (image / "etc").mkdir(parents=True)
+    os.mkfifo(image / "etc" / "passwd")
+    os.mknod(image / "etc" / "group", 0o20644, os.makedev(1, 5))  # /dev/zero: no end
+    code = ("import os, sys; from minicontainer.runtime import native\n"
+            "image = os.open(sys.argv[1], os.O_PATH)\n"
+            "for path in ('/etc/passwd', '/etc/group'):\n"
+            "    try:\n"
+            "        native._read_table(image, path)\n"
+            "    except native._NotOurs:\n"
+            "        print('left to the container:', path)\n")
+    r = subprocess.run([sys.executable, "-c", code, str(image)], capture_output=True, text=True,
+                       timeout=20)
+    assert r.stdout.splitlines() == ["left to the container: /etc/passwd",
+                                     "left to the container: /etc/group"], r.stderr
+
+
+def test_a_passwd_that_is_a_directory_fails_the_same_way(ways, rootfs, state_root, tmp_path):
+    image = tmp_path / "image"
+    os.system(f"cp -a {rootfs} {image}")
+    (image / "etc" / "passwd").unlink()
+    (image / "etc" / "passwd").mkdir()
+    c = ways("c", str(image), ["true"], root=state_root)
+    py = ways("python", str(image), ["true"], root=state_root)
+    assert c[:3] == py[:3] and c[0] != 0
+    assert os.listdir(os.path.join(state_root, "containers")) == []
+
+
+def test_the_command_is_looked_for_as_the_container_sees_it(ways, rootfs, state_root, tmp_path):
+    """`..` after a symlinked working directory is the kernel's, not os.path.normpath's; a
+    $PATH candidate that is a symlink into /dev (a tmpfs in the container) is not what the
+    image has there."""
+    image = tmp_path / "image"
+    os.system(f"cp -a {rootfs} {image}")
+    (image / "opt" / "real" / "sub").mkdir(parents=True)
+    (image / "opt" / "real" / "tool").write_text("#!/bin/sh\necho real\n")
+    (image / "opt" / "real" / "tool").chmod(0o755)
+    (image / "lnk").symlink_to("/opt/real/sub")
+    (image / "dev" / "devtool").write_text("#!/bin/sh\necho image\n")
+    (image / "dev" / "devtool").chmod(0o755)
+    (image / "bin" / "devtool").symlink_to("/dev/devtool")
+    for argv, options in ((["../tool"], {"workdir": "/lnk"}), (["devtool"], {})):
+        c = ways("c", str(image), argv, root=state_root, text=True, **options)
+        py = ways("python", str(image), argv, root=state_root, text=True, **options)
+        assert c[:3] == py[:3], argv
+    assert c[0] == "CommandNotFound"

@@ -49,6 +49,10 @@ _fits = []  # [True or False] once probed: openat2, mount_setattr, x86-64
 _clone = lib.mc_native_spawn  # (a test stands a refusing clone3 in its place)
 
 
+class _NotOurs(Exception):
+    """What the image holds is for the Python child to meet, inside the container."""
+
+
 class Prepared:
     """A filled-in struct mc_native, with the cffi objects it points to kept alive."""
 
@@ -84,8 +88,11 @@ def _fill(spec, of, ops, how, seccomp_filter, channel, image) -> Prepared | None
             return None
     sec = spec.security
     set_user = of[plan.SetUser]
-    user = process.resolve_user(set_user.user, set_user.groups,
-                                read_table=lambda path: _read_table(image, path))
+    try:
+        user = process.resolve_user(set_user.user, set_user.groups,
+                                    read_table=lambda path: _read_table(image, path))
+    except _NotOurs:
+        return None
     environment = of[plan.Environment]
     env = process.build_env(environment.env, environment.hostname, user, environment.terminal)
     cwd = os.path.normpath("/" + of[plan.OpenWorkdir].cwd)
@@ -106,9 +113,12 @@ def _fill(spec, of, ops, how, seccomp_filter, channel, image) -> Prepared | None
     if any(p == m or p.startswith(m + "/") for p in looked_at for m in MOUNTED):
         return None
     sets = caps.sets_of(sec)
-    path = process.find_executable(
-        command, path_var, stat=lambda c: _stat_in(image, cwd, c),
-        may_execute=lambda c, st: _may_execute(st, user, sets))
+    try:
+        path = process.find_executable(
+            command, path_var, stat=lambda c: _stat_in(image, cwd, c),
+            may_execute=lambda c, st: _may_execute(st, user, sets))
+    except _NotOurs:
+        return None
     if sets is not None:
         caps.check_grantable(sets)
 
@@ -248,23 +258,44 @@ def _open_in(image: int, path: str, flags: int) -> int:
                             syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS)
 
 
+# The largest /etc/passwd or /etc/group read here; a bigger one is read by the Python
+# child, inside the container and its cgroup's memory limit, not by the runtime.
+MAX_TABLE = 1 << 20
+
+
 def _read_table(image: int, path: str) -> list[list[str]]:
-    """process._read_table, on the image's file."""
+    """process._read_table, on the image's file. Only a regular file is opened: a FIFO
+    would block the runtime itself (with its signals held: unkillable but for SIGKILL), a
+    device node would be read on the host, outside the container's cgroup. Anything but a
+    regular file of sane size raises _NotOurs: the Python child then meets it in the container."""
     try:
-        fd = _open_in(image, path, os.O_RDONLY)
+        fd = _open_in(image, path, os.O_PATH)
     except OSError as e:
         if e.errno == errno.ENOENT:
             return []
         raise
-    with open(fd, encoding="utf-8", errors="surrogateescape") as f:
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_TABLE:
+            raise _NotOurs(path)
+        # the same inode, now for reading (a regular file: opening it does nothing more)
+        data = os.open(rootfs.fd_path(fd), os.O_RDONLY | os.O_NOCTTY | os.O_CLOEXEC)
+    finally:
+        os.close(fd)
+    with open(data, encoding="utf-8", errors="surrogateescape") as f:
         return [line.rstrip("\n").split(":") for line in f if line.strip() and line[0] != "#"]
 
 
 def _stat_in(image: int, cwd: str, candidate: str):
     """os.stat of `candidate` as the container will see it (relative: from the working
-    directory), following symlinks inside the root."""
+    directory), following symlinks inside the root. The path is not normalized: the kernel
+    takes each `..` after the symlink before it, as execve will in the container. A
+    candidate that ends up under /proc, /dev or /sys (a symlink there) raises _NotOurs:
+    the container sees other files there than the image has."""
     try:
-        fd = _open_in(image, os.path.join(cwd, candidate), os.O_PATH)
+        fd = syscalls.openat2(image, os.path.join(cwd, candidate).lstrip("/") or ".",
+                              os.O_PATH | os.O_CLOEXEC,
+                              syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS)
     except OSError as e:
         if e.errno == errno.ENOENT:
             raise FileNotFoundError(e.errno, os.strerror(e.errno)) from None
@@ -272,6 +303,10 @@ def _stat_in(image: int, cwd: str, candidate: str):
             raise NotADirectoryError(e.errno, os.strerror(e.errno)) from None
         raise
     try:
+        where = "/" + os.path.relpath(os.readlink(rootfs.fd_path(fd)),
+                                      os.readlink(rootfs.fd_path(image)))
+        if any(where == m or where.startswith(m + "/") for m in MOUNTED):
+            raise _NotOurs(candidate)
         return os.fstat(fd)
     finally:
         os.close(fd)
