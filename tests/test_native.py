@@ -172,3 +172,10 @@ def test_the_command_is_looked_for_as_the_container_sees_it(ways, rootfs, state_
         py = ways("python", str(image), argv, root=state_root, text=True, **options)
         assert c[:3] == py[:3], argv
     assert c[0] == "CommandNotFound"
+
+
+def test_an_argument_with_a_nul_is_refused_not_cut(ways, rootfs, state_root):
+    """C strings end at a NUL: "a\\0b" would reach the command as "a". os.execve refuses it."""
+    c = ways("c", rootfs, ["echo", "a\x00b"], root=state_root, text=True)
+    py = ways("python", rootfs, ["echo", "a\x00b"], root=state_root, text=True)
+    assert c[:3] == py[:3] and c[0] == "ContainerError"

@@ -175,9 +175,12 @@ def _fill(spec, of, ops, how, seccomp_filter, channel, image) -> Prepared | None
         keep.append(bpf)
         n.bpf, n.bpf_len, n.bpf_flags = ffi.from_buffer(bpf), len(bpf), seccomp_flags
     exec_op = of[plan.Exec]
+    envp = [f"{k}={v}" for k, v in env.items()]
+    if any("\0" in text for text in (*exec_op.args, *envp)):
+        return None  # C would cut it at the NUL; os.execve in the Python child refuses it
     n.path = c_str(path)
     n.argv = c_strings(exec_op.args)
-    n.envp = c_strings(f"{k}={v}" for k, v in env.items())
+    n.envp = c_strings(envp)
     n.preserve_fds = exec_op.preserve_fds
     prepared = Prepared()
     prepared.struct, prepared.keep = n, keep
