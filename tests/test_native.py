@@ -179,3 +179,15 @@ def test_an_argument_with_a_nul_is_refused_not_cut(ways, rootfs, state_root):
     c = ways("c", rootfs, ["echo", "a\x00b"], root=state_root, text=True)
     py = ways("python", rootfs, ["echo", "a\x00b"], root=state_root, text=True)
     assert c[:3] == py[:3] and c[0] == "ContainerError"
+
+
+def test_a_workdir_that_is_a_symlink_into_dev(ways, rootfs, state_root, tmp_path):
+    """The image's /dev/x is not the container's (a tmpfs there): the Python child makes the
+    working directory in the tmpfs; native.c would find none and fail."""
+    image = tmp_path / "image"
+    os.system(f"cp -a {rootfs} {image}")
+    (image / "dev" / "x").mkdir()
+    (image / "w").symlink_to("/dev/x")
+    c = ways("c", str(image), ["pwd"], root=state_root, text=True, workdir="/w")
+    py = ways("python", str(image), ["pwd"], root=state_root, text=True, workdir="/w")
+    assert c[:3] == py[:3] == (0, "/dev/x\n", "")

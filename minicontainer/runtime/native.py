@@ -101,8 +101,8 @@ def _fill(spec, of, ops, how, seccomp_filter, channel, image) -> Prepared | None
                                    syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS)
     except OSError:
         return None  # to be made (or refused) by the Python child, which knows how
-    try:
-        if not stat.S_ISDIR(os.fstat(workdir).st_mode):
+    try:  # a symlink into /proc, /dev or /sys: the container has another directory there
+        if not stat.S_ISDIR(os.fstat(workdir).st_mode) or _mounted(image, workdir):
             return None
     finally:
         os.close(workdir)
@@ -110,7 +110,7 @@ def _fill(spec, of, ops, how, seccomp_filter, channel, image) -> Prepared | None
     path_var = env.get("PATH", "")
     looked_at = [os.path.normpath(os.path.join(cwd, c))
                  for c in process.candidates(command, path_var)]
-    if any(p == m or p.startswith(m + "/") for p in looked_at for m in MOUNTED):
+    if any(_under_mounted(p) for p in looked_at):
         return None
     sets = caps.sets_of(sec)
     try:
@@ -306,13 +306,22 @@ def _stat_in(image: int, cwd: str, candidate: str):
             raise NotADirectoryError(e.errno, os.strerror(e.errno)) from None
         raise
     try:
-        where = "/" + os.path.relpath(os.readlink(rootfs.fd_path(fd)),
-                                      os.readlink(rootfs.fd_path(image)))
-        if any(where == m or where.startswith(m + "/") for m in MOUNTED):
+        if _mounted(image, fd):
             raise _NotOurs(candidate)
         return os.fstat(fd)
     finally:
         os.close(fd)
+
+
+def _under_mounted(path: str) -> bool:
+    return any(path == m or path.startswith(m + "/") for m in MOUNTED)
+
+
+def _mounted(image: int, fd: int) -> bool:
+    """Whether what `fd` names (opened in the image, symlinks followed) is under /proc, /dev
+    or /sys of the image, which the container sees mounted over."""
+    where = os.path.relpath(os.readlink(rootfs.fd_path(fd)), os.readlink(rootfs.fd_path(image)))
+    return _under_mounted("/" + where)
 
 
 def _may_execute(st, user, sets) -> bool:
