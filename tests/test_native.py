@@ -191,3 +191,24 @@ def test_a_workdir_that_is_a_symlink_into_dev(ways, rootfs, state_root, tmp_path
     c = ways("c", str(image), ["pwd"], root=state_root, text=True, workdir="/w")
     py = ways("python", str(image), ["pwd"], root=state_root, text=True, workdir="/w")
     assert c[:3] == py[:3] == (0, "/dev/x\n", "")
+
+
+@pytest.mark.parametrize("case", ["not utf-8", "symlink loop", "passwd in /proc"])
+def test_what_the_image_holds_is_met_the_same_way(ways, rootfs, state_root, tmp_path, case):
+    image = tmp_path / "image"
+    os.system(f"cp -a {rootfs} {image}")
+    argv, options = ["/bin/sh", "-c", "echo $HOME"], {}
+    if case == "not utf-8":
+        with open(image / "etc" / "passwd", "ab") as f:
+            f.write(b"j\xe9r:x:1234:1234::/home/j\xe9r:/bin/sh\n")
+        options = {"user": "1234"}
+    elif case == "symlink loop":
+        (image / "loop").symlink_to("/loop")
+        argv = ["/loop"]
+    else:  # the container reads its procfs there, not the image's file
+        (image / "etc" / "passwd").unlink()
+        (image / "etc" / "passwd").symlink_to("/proc/x")
+        (image / "proc" / "x").write_text("root:x:0:0:root:/imagehome:/bin/sh\n")
+    c = ways("c", str(image), argv, root=state_root, text=True, **options)
+    py = ways("python", str(image), argv, root=state_root, text=True, **options)
+    assert c[:3] == py[:3]

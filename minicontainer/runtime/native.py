@@ -270,23 +270,27 @@ def _read_table(image: int, path: str) -> list[list[str]]:
     """process._read_table, on the image's file. Only a regular file is opened: a FIFO
     would block the runtime itself (with its signals held: unkillable but for SIGKILL), a
     device node would be read on the host, outside the container's cgroup. Anything but a
-    regular file of sane size raises _NotOurs: the Python child then meets it in the container."""
+    regular file of sane size, a symlink into /proc, /dev or /sys, or what is not UTF-8
+    raises _NotOurs: the Python child then meets it in the container."""
     try:
         fd = _open_in(image, path, os.O_PATH)
     except OSError as e:
         if e.errno == errno.ENOENT:
             return []
-        raise
+        raise _NotOurs(path) from None  # /etc a file, a loop: the Python child reports it
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_TABLE:
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_TABLE or _mounted(image, fd):
             raise _NotOurs(path)
         # the same inode, now for reading (a regular file: opening it does nothing more)
         data = os.open(rootfs.fd_path(fd), os.O_RDONLY | os.O_NOCTTY | os.O_CLOEXEC)
     finally:
         os.close(fd)
-    with open(data, encoding="utf-8", errors="surrogateescape") as f:
-        return [line.rstrip("\n").split(":") for line in f if line.strip() and line[0] != "#"]
+    try:  # what the Python child cannot decode, it reports: let it
+        with open(data, encoding="utf-8") as f:
+            return [line.rstrip("\n").split(":") for line in f if line.strip() and line[0] != "#"]
+    except UnicodeDecodeError:
+        raise _NotOurs(path) from None
 
 
 def _stat_in(image: int, cwd: str, candidate: str):
@@ -304,7 +308,7 @@ def _stat_in(image: int, cwd: str, candidate: str):
             raise FileNotFoundError(e.errno, os.strerror(e.errno)) from None
         if e.errno == errno.ENOTDIR:
             raise NotADirectoryError(e.errno, os.strerror(e.errno)) from None
-        raise
+        raise _NotOurs(candidate) from None  # ELOOP, say: the Python child says it its way
     try:
         if _mounted(image, fd):
             raise _NotOurs(candidate)
