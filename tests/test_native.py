@@ -212,3 +212,21 @@ def test_what_the_image_holds_is_met_the_same_way(ways, rootfs, state_root, tmp_
     c = ways("c", str(image), argv, root=state_root, text=True, **options)
     py = ways("python", str(image), argv, root=state_root, text=True, **options)
     assert c[:3] == py[:3]
+
+
+@pytest.mark.parametrize("argv, env", [(["/opt/secret/tool"], {}),
+                                        (["tool"], {"PATH": "/opt/secret:/bin"})])
+def test_a_command_in_a_directory_the_user_may_not_search(ways, rootfs, state_root, tmp_path,
+                                                           argv, env):
+    """access(X_OK) wants search permission on the directories too: the Python child finds
+    the command not executable (126); native.c must not exec it (with the capabilities it
+    still holds before execve, the kernel would let it)."""
+    image = tmp_path / "image"
+    os.system(f"cp -a {rootfs} {image}")
+    (image / "opt" / "secret").mkdir(parents=True)
+    (image / "opt" / "secret" / "tool").write_text("#!/bin/sh\necho hi\n")
+    (image / "opt" / "secret" / "tool").chmod(0o755)
+    (image / "opt" / "secret").chmod(0o700)
+    c = ways("c", str(image), argv, root=state_root, text=True, user="nobody", env=env)
+    py = ways("python", str(image), argv, root=state_root, text=True, user="nobody", env=env)
+    assert c[:3] == py[:3] and c[0] == "CannotExecute"

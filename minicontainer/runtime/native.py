@@ -116,7 +116,8 @@ def _fill(spec, of, ops, how, seccomp_filter, channel, image) -> Prepared | None
     try:
         path = process.find_executable(
             command, path_var, stat=lambda c: _stat_in(image, cwd, c),
-            may_execute=lambda c, st: _may_execute(st, user, sets))
+            may_execute=lambda c, st: _may_execute(st, user, sets) and
+            _may_search(image, cwd, c, user, sets))
     except _NotOurs:
         return None
     if sets is not None:
@@ -293,6 +294,13 @@ def _read_table(image: int, path: str) -> list[list[str]]:
         raise _NotOurs(path) from None
 
 
+def _open_candidate(image: int, cwd: str, candidate: str) -> int:
+    """O_PATH fd of `candidate` (relative: from cwd) in the image, its `..` the kernel's."""
+    return syscalls.openat2(image, os.path.join(cwd, candidate).lstrip("/") or ".",
+                            os.O_PATH | os.O_CLOEXEC,
+                            syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS)
+
+
 def _stat_in(image: int, cwd: str, candidate: str):
     """os.stat of `candidate` as the container will see it (relative: from the working
     directory), following symlinks inside the root. The path is not normalized: the kernel
@@ -300,9 +308,7 @@ def _stat_in(image: int, cwd: str, candidate: str):
     candidate that ends up under /proc, /dev or /sys (a symlink there) raises _NotOurs:
     the container sees other files there than the image has."""
     try:
-        fd = syscalls.openat2(image, os.path.join(cwd, candidate).lstrip("/") or ".",
-                              os.O_PATH | os.O_CLOEXEC,
-                              syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS)
+        fd = _open_candidate(image, cwd, candidate)
     except OSError as e:
         if e.errno == errno.ENOENT:
             raise FileNotFoundError(e.errno, os.strerror(e.errno)) from None
@@ -326,6 +332,26 @@ def _mounted(image: int, fd: int) -> bool:
     or /sys of the image, which the container sees mounted over."""
     where = os.path.relpath(os.readlink(rootfs.fd_path(fd)), os.readlink(rootfs.fd_path(image)))
     return _under_mounted("/" + where)
+
+
+def _may_search(image: int, cwd: str, candidate: str, user, sets) -> bool:
+    """access(X_OK) also wants search permission on each directory on the way: the
+    directories the candidate is in, from the root down (as resolved in the image), each
+    searched as _may_execute says, or with CAP_DAC_READ_SEARCH for root."""
+    if user.uid == 0 and (sets is None or {"dac_override", "dac_read_search"} & sets["permitted"]):
+        return True
+    fd = _open_candidate(image, cwd, candidate)  # (found by _stat_in)
+    try:
+        top = os.readlink(rootfs.fd_path(image))
+        directory = os.path.dirname(os.readlink(rootfs.fd_path(fd)))
+    finally:
+        os.close(fd)
+    while True:
+        if not _may_execute(os.stat(directory), user, sets):
+            return False
+        if directory == top or len(directory) <= len(top):
+            return True
+        directory = os.path.dirname(directory)
 
 
 def _may_execute(st, user, sets) -> bool:
