@@ -19,6 +19,7 @@
 
 struct mc_native {
     int err_fd, alive_fd;            /* the launch protocol's pipe ends (runtime/protocol.py) */
+    int parent_fds[3];               /* the runtime's ends, closed first (-1: none) */
     int stdio[3];                    /* fds to put on 0, 1, 2 (-1: leave that one) */
     int foreground;                  /* else: outlive the runtime (PR_SET_PDEATHSIG 0) */
     unsigned long long unshare_flags;
@@ -267,7 +268,11 @@ static int mc_native_child(void *arg)
     char p[32];
     struct pollfd alive = {n->alive_fd, POLLIN, 0};
 
-    /* launch._child's first steps */
+    /* launch._child's first steps (with the channel's child_side: the runtime's ends shut,
+       so that the alive pipe's EOF means what it says) */
+    for (int i = 0; i < 3; i++)
+        if (n->parent_fds[i] >= 0)
+            syscall(SYS_close, n->parent_fds[i]);
     MC_CHECK(syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0), "prctl", NULL);
     MC_CHECK(syscall(SYS_prctl, PR_SET_DUMPABLE, 0, 0, 0, 0), "prctl", NULL);
     if (syscall(SYS_poll, &alive, 1, 0) > 0)  /* the runtime is gone already */

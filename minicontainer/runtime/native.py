@@ -137,6 +137,8 @@ def _fill(spec, of, ops, how, seccomp_filter, channel, image) -> Prepared | None
 
     n = ffi.new("struct mc_native *")
     n.err_fd, n.alive_fd = channel.err_w, channel.alive_r
+    n.parent_fds = [-1 if fd is None else fd for fd in (channel.err_r, channel.alive_w,
+                                                          channel.ready_r)]
     stdio = [-1, -1, -1]  # as launch._child: /dev/null in, the log out, the caller's pipes
     if how.log_fd is not None:
         stdio[1] = stdio[2] = how.log_fd
