@@ -77,17 +77,18 @@ def sets_of(security) -> dict | None:
             "inheritable": frozenset(), "ambient": frozenset()}
 
 
-def _mask(names) -> int:
-    mask = 0
+def mask(names) -> int:
+    """The capabilities `names` as a bit mask (capget/capset's, and runtime/native.py's)."""
+    bits = 0
     for name in names:
-        mask |= 1 << NUMBER[name]
-    return mask
+        bits |= 1 << NUMBER[name]
+    return bits
 
 
 def limit_bounding(keep) -> None:
     """Cut the bounding set to `keep` (no exec can ever regain what is dropped here).
     Dropping needs CAP_SETPCAP, which we still hold at this point."""
-    wanted = _mask(keep)
+    wanted = mask(keep)
     for n in range(last_cap() + 1):
         if not wanted & (1 << n) and syscalls.prctl(syscalls.PR_CAPBSET_READ, n):
             syscalls.prctl(syscalls.PR_CAPBSET_DROP, n)
@@ -103,8 +104,8 @@ def apply(sets) -> None:
     Call it after switching uid with PR_SET_KEEPCAPS set (permitted survives the switch).
     A capability the runtime does not hold itself cannot be granted: refused by name."""
     check_grantable(sets)
-    syscalls.capset(_mask(sets["effective"]), _mask(sets["permitted"]),
-                    _mask(sets["inheritable"]))
+    syscalls.capset(mask(sets["effective"]), mask(sets["permitted"]),
+                    mask(sets["inheritable"]))
     syscalls.prctl(syscalls.PR_CAP_AMBIENT, syscalls.PR_CAP_AMBIENT_CLEAR_ALL)
     for name in sorted(sets["ambient"], key=NUMBER.get):
         syscalls.prctl(syscalls.PR_CAP_AMBIENT, syscalls.PR_CAP_AMBIENT_RAISE, NUMBER[name])
@@ -113,16 +114,11 @@ def apply(sets) -> None:
 def check_grantable(sets) -> None:
     """A capability the runtime does not hold itself cannot be granted: refused by name."""
     _, permitted_now, _ = held()
-    missing = _mask(sets["permitted"]) & ~permitted_now
+    missing = mask(sets["permitted"]) & ~permitted_now
     if missing:
         names = [f"CAP_{NAMES[n].upper()}" for n in range(len(NAMES)) if missing & (1 << n)]
         raise ContainerError(f"process.capabilities.permitted: {', '.join(names)} not held by "
                              "the runtime itself, so it cannot be granted")
-
-
-def mask(names) -> int:
-    """The capabilities `names` as a bit mask (capget/capset's, and runtime/native.py's)."""
-    return _mask(names)
 
 
 def limit_sets(keep) -> None:
