@@ -157,10 +157,10 @@ ffibuilder.cdef(
     long mc_join_session_keyring(const char *name);
 
     """
-    # the container's first process set up in C (native.c, runtime/native.py): its struct,
+    # the container's first process set up in C (native.c, runtime/native.py): its structs,
     # declared once, in native.c
-    + NATIVE_C[NATIVE_C.index("struct mc_native {"):NATIVE_C.index("};", NATIVE_C.index(
-        "struct mc_native {")) + 2] + """
+    + NATIVE_C[NATIVE_C.index("/* cffi declarations: from here */"):
+               NATIVE_C.index("/* cffi declarations: to here */")] + """
     int mc_native_spawn(struct mc_native *n, int cgroup_fd, unsigned long long clone_flags);
     """
 )

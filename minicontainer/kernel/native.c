@@ -17,6 +17,19 @@
    A failure is reported on the error pipe as "Native\n<errno> <what failed>" (native.py
    turns it into the Python child's kind of error), and the child exits 125. */
 
+/* cffi declarations: from here */
+struct mc_native_mount {             /* one of rootfs.SYSTEM_MOUNTS */
+    const char *path, *source, *fstype, *data;  /* path relative to the root */
+    unsigned long flags;
+    int make;                        /* the mount point is made if missing (in /dev) */
+    int fill_dev;                    /* a fresh /dev: rootfs.DEVICES and DEV_LINKS in it */
+};
+
+struct mc_native_node {              /* one of rootfs.DEVICES */
+    const char *name;
+    unsigned int major, minor;
+};
+
 struct mc_native {
     int err_fd, alive_fd;            /* the launch protocol's pipe ends (runtime/protocol.py) */
     int parent_fds[3];               /* the runtime's ends, closed first (-1: none) */
@@ -28,6 +41,11 @@ struct mc_native {
     const char *root;                /* the container's root: where it is mounted */
     const char *overlay;             /* the overlay's options; NULL: bind_source instead */
     const char *bind_source;         /* run --read-only: the rootfs, bound read-only */
+    const struct mc_native_mount *mounts;  /* the system mounts, in order */
+    int nmounts;
+    const struct mc_native_node *nodes;    /* /dev's nodes */
+    int nnodes;
+    const char *const *links;        /* /dev's links: name, target, ..., NULL */
     const char *const *masked;       /* NULL-terminated, relative to the root */
     const char *const *readonly;
     const char *workdir;             /* relative to the root */
@@ -48,6 +66,7 @@ struct mc_native {
     int preserve_fds;
     unsigned long long exec_mask;    /* the signal mask the command starts with */
 };
+/* cffi declarations: to here */
 
 #include <linux/capability.h>
 #include <linux/filter.h>
@@ -113,32 +132,6 @@ static int mc_in_root(int root, const char *path)
     return (int)syscall(SYS_openat2, root, *path ? path : ".", &how, sizeof how);
 }
 
-/* rootfs.SYSTEM_MOUNTS, in its order; `make`: the mount point is made if missing (under
-   the root for /proc, /dev and /sys, which native.py has checked are directories of the
-   image; in our own fresh /dev tmpfs for the rest). */
-static const struct {
-    const char *path, *source, *fstype; unsigned long flags; const char *data; int make;
-} mc_system_mounts[] = {
-    {"proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, 0},
-    {"dev", "tmpfs", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k", 0},
-    {"dev/pts", "devpts", "devpts", MS_NOSUID | MS_NOEXEC,
-     "newinstance,ptmxmode=0666,mode=0620,gid=5", 1},
-    {"dev/shm", "shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k", 1},
-    {"dev/mqueue", "mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, 1},
-    {"sys", "sysfs", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL, 0},
-    {"sys/fs/cgroup", "cgroup2", "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL, 0},
-};
-
-/* rootfs.DEVICES and DEV_LINKS: runc's nodes and links in a fresh /dev. */
-static const struct { const char *name; unsigned int major, minor; } mc_dev_nodes[] = {
-    {"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9},
-    {"tty", 5, 0},
-};
-static const char *const mc_dev_links[][2] = {
-    {"fd", "/proc/self/fd"}, {"stdin", "/proc/self/fd/0"}, {"stdout", "/proc/self/fd/1"},
-    {"stderr", "/proc/self/fd/2"}, {"ptmx", "pts/ptmx"}, {"core", "/proc/kcore"},
-};
-
 static void mc_native_dev(const struct mc_native *n, int root)
 {
     char p[32];
@@ -148,35 +141,36 @@ static void mc_native_dev(const struct mc_native *n, int root)
     int dir = (int)syscall(SYS_openat, AT_FDCWD, p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     MC_CHECK(dir, "open /dev", NULL);
     mode_t old = umask(0);
-    for (size_t i = 0; i < sizeof mc_dev_nodes / sizeof *mc_dev_nodes; i++)
-        MC_CHECK(syscall(SYS_mknodat, dir, mc_dev_nodes[i].name, S_IFCHR | 0666,
-                         makedev(mc_dev_nodes[i].major, mc_dev_nodes[i].minor)),
-                 "mknod /dev/", mc_dev_nodes[i].name);
+    for (int i = 0; i < n->nnodes; i++)
+        MC_CHECK(syscall(SYS_mknodat, dir, n->nodes[i].name, S_IFCHR | 0666,
+                         makedev(n->nodes[i].major, n->nodes[i].minor)),
+                 "mknod /dev/", n->nodes[i].name);
     umask(old);
-    for (size_t i = 0; i < sizeof mc_dev_links / sizeof *mc_dev_links; i++)
-        MC_CHECK(syscall(SYS_symlinkat, mc_dev_links[i][1], dir, mc_dev_links[i][0]),
-                 "symlink /dev/", mc_dev_links[i][0]);
+    for (const char *const *link = n->links; *link; link += 2)
+        MC_CHECK(syscall(SYS_symlinkat, link[1], dir, link[0]), "symlink /dev/", link[0]);
     syscall(SYS_close, dir);
     syscall(SYS_close, dev);
 }
 
+/* rootfs.mount_system: each mount through an fd of its mount point, resolved in the root;
+   `make`: made if missing (only in our own fresh /dev tmpfs: native.py has checked that the
+   image has the others as directories). */
 static void mc_native_system_mounts(const struct mc_native *n, int root)
 {
     char p[32];
-    for (size_t i = 0; i < sizeof mc_system_mounts / sizeof *mc_system_mounts; i++) {
-        int fd = mc_in_root(root, mc_system_mounts[i].path);
-        if (fd < 0 && errno == ENOENT && mc_system_mounts[i].make) {
-            MC_CHECK(syscall(SYS_mkdirat, root, mc_system_mounts[i].path, 0755),
-                     "mount point /", mc_system_mounts[i].path);
-            fd = mc_in_root(root, mc_system_mounts[i].path);
+    for (int i = 0; i < n->nmounts; i++) {
+        const struct mc_native_mount *m = &n->mounts[i];
+        int fd = mc_in_root(root, m->path);
+        if (fd < 0 && errno == ENOENT && m->make) {
+            MC_CHECK(syscall(SYS_mkdirat, root, m->path, 0755), "mount point /", m->path);
+            fd = mc_in_root(root, m->path);
         }
-        MC_CHECK(fd, "mount point /", mc_system_mounts[i].path);
+        MC_CHECK(fd, "mount point /", m->path);
         mc_fd_path(p, fd);
-        MC_CHECK(syscall(SYS_mount, mc_system_mounts[i].source, p, mc_system_mounts[i].fstype,
-                         mc_system_mounts[i].flags, mc_system_mounts[i].data),
-                 "mount on /", mc_system_mounts[i].path);
+        MC_CHECK(syscall(SYS_mount, m->source, p, m->fstype, m->flags, m->data),
+                 "mount on /", m->path);
         syscall(SYS_close, fd);
-        if (i == 1)  /* the /dev tmpfs */
+        if (m->fill_dev)
             mc_native_dev(n, root);
     }
 }

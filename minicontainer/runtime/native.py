@@ -80,7 +80,8 @@ def prepare(spec, ops, how, seccomp_filter, channel) -> Prepared | None:
 
 
 def _fill(spec, of, ops, how, seccomp_filter, channel, image) -> Prepared | None:
-    for name in ("proc", "dev", "sys"):  # mount points native.c does not make
+    # the mount points native.c does not make: /proc, /dev and /sys of the image
+    for name in {point.split("/")[1] for point, *_ in rootfs.SYSTEM_MOUNTS}:
         try:
             if not stat.S_ISDIR(os.stat(name, dir_fd=image, follow_symlinks=False).st_mode):
                 return None
@@ -158,6 +159,22 @@ def _fill(spec, of, ops, how, seccomp_filter, channel, image) -> Prepared | None
         n.bind_source = c_str(spec.root.path)
     else:
         n.overlay = c_str(of[plan.MountRoot].options)
+    mounts = [op.entry for op in ops if type(op) is plan.SystemMount]  # rootfs.SYSTEM_MOUNTS
+    table = ffi.new("struct mc_native_mount[]", len(mounts))
+    keep.append(table)
+    for m, (point, source, fstype, flags, data) in zip(table, mounts):
+        m.path, m.source, m.fstype, m.data = (c_str(point.lstrip("/")), c_str(source),
+                                              c_str(fstype), c_str(data))
+        m.flags = flags
+        m.make = point.startswith("/dev/")  # in our own /dev; the others: _fill checked them
+        m.fill_dev = point == "/dev" and fstype == "tmpfs"  # as rootfs._mount_at
+    n.mounts, n.nmounts = table, len(mounts)
+    nodes = ffi.new("struct mc_native_node[]", len(rootfs.DEVICES))
+    keep.append(nodes)
+    for node, (name, major, minor) in zip(nodes, rootfs.DEVICES):
+        node.name, node.major, node.minor = c_str(name), major, minor
+    n.nodes, n.nnodes = nodes, len(rootfs.DEVICES)
+    n.links = c_strings(text for link in rootfs.DEV_LINKS for text in link)
     n.masked = c_strings(op.path.lstrip("/") for op in ops if type(op) is plan.MaskPath)
     n.readonly = c_strings(op.path.lstrip("/") for op in ops if type(op) is plan.ReadonlyPath)
     n.workdir = c_str(cwd.lstrip("/"))
